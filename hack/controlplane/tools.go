@@ -1,0 +1,11 @@
+//go:build tools
+
+// Package tools records the Kubernetes commands built by hack/controlplane/build so that
+// `go mod tidy` keeps their dependencies in go.mod/go.sum.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)

@@ -1,0 +1,1 @@
+"""kubesft: fine-tune LLMs on Kubernetes with two custom resources."""

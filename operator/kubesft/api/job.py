@@ -1,0 +1,267 @@
+"""SFTJob: fine-tune a base model on an SFTDataset, with LoRA, QLoRA or full fine-tuning."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from kubesft.api.base import (
+    MAX_LIST,
+    MAX_NAME,
+    MAX_STRING,
+    MAX_TEMPLATE,
+    APIModel,
+    PVCLocation,
+    Rule,
+    SecretKeyRef,
+    SecretRef,
+    exactly_one,
+)
+from kubesft.api.dataset import URL_PATTERN
+from kubesft.api.resources import Resources
+
+MethodType = Literal["lora", "qlora", "full"]
+LossOn = Literal["assistant", "completion", "all"]
+Precision = Literal["bf16", "fp16", "fp32"]
+Scheduler = Literal["cosine", "linear", "constant", "constant_with_warmup"]
+AttnImplementation = Literal["auto", "flash_attention_2", "sdpa", "eager"]
+
+# Learning rates that work out of the box for each method (adapters tolerate larger steps).
+DEFAULT_LEARNING_RATE: dict[str, float] = {"lora": 2e-4, "qlora": 2e-4, "full": 2e-5}
+
+
+class ModelRef(APIModel):
+    """The base model and how to load it."""
+
+    rules = (
+        Rule(
+            cel="self.source != 'pvc' || has(self.pvc)",
+            message="model.pvc is required when model.source is pvc",
+            check=lambda m: m.source != "pvc" or m.pvc is not None,
+            field_path=".pvc",
+        ),
+        Rule(
+            cel="self.source != 'url' || has(self.url)",
+            message="model.url is required when model.source is url",
+            check=lambda m: m.source != "url" or m.url is not None,
+            field_path=".url",
+        ),
+    )
+
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    """Hub repository id (e.g. `meta-llama/Llama-3.2-1B-Instruct`) or a display name."""
+    source: Literal["hf", "pvc", "url"] = "hf"
+    """Where the weights come from."""
+    revision: str | None = Field(default=None, max_length=MAX_NAME)
+    """Hub branch, tag or commit."""
+    pvc: PVCLocation | None = None
+    """Folder (or GGUF file) of the model on a PVC, for source pvc."""
+    url: str | None = Field(default=None, pattern=URL_PATTERN, max_length=MAX_STRING)
+    """Archive or folder URL, for source url."""
+    gguf_file: str | None = Field(default=None, max_length=MAX_NAME)
+    """Load (and dequantize) this GGUF file inside the model folder or repo."""
+    token_secret_ref: SecretKeyRef | None = None
+    """Secret key holding a hub token for gated models."""
+    chat_template: str = Field(default="auto", min_length=1, max_length=MAX_TEMPLATE)
+    """`auto` (the tokenizer's own, else chatml), `chatml`, `llama3` or inline Jinja."""
+    trust_remote_code: bool = False
+    """Allow model code from the repository; only for sources you trust."""
+
+
+class DatasetRef(APIModel):
+    """An SFTDataset in the same namespace; the job waits until it is Ready."""
+
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+
+
+class LoraConfig(APIModel):
+    """Low-rank adapter settings (used by lora and qlora)."""
+
+    r: int = Field(default=16, gt=0, le=1024)
+    """Adapter rank."""
+    alpha: float = Field(default=32.0, gt=0)
+    """Scaling numerator (scale = alpha / r)."""
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["all-linear"], min_length=1, max_length=MAX_LIST
+    )
+    """Module names to adapt; `all-linear` adapts every linear layer but the output head."""
+    modules_to_save: list[str] = Field(default_factory=list, max_length=MAX_LIST)
+    """Modules trained in full next to the adapters, e.g. `embed_tokens` for new tokens."""
+
+
+class QLoraConfig(APIModel):
+    """4-bit quantization of the frozen base (bitsandbytes)."""
+
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    double_quant: bool = True
+    """Quantize the quantization constants too (saves ~0.4 bit per parameter)."""
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+
+
+class Method(APIModel):
+    """How weights are trained."""
+
+    rules = (
+        Rule(
+            cel="!has(self.qlora) || self.type == 'qlora'",
+            message="method.qlora is allowed only when method.type is qlora",
+            check=lambda m: m.qlora is None or m.type == "qlora",
+            field_path=".qlora",
+        ),
+        Rule(
+            cel="!has(self.lora) || self.type != 'full'",
+            message="method.lora is not allowed when method.type is full",
+            check=lambda m: not m.given("lora") or m.type != "full",
+            field_path=".lora",
+        ),
+    )
+
+    type: MethodType = "lora"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    qlora: QLoraConfig | None = None
+    """Quantization settings; defaults apply when type is qlora and this is omitted."""
+
+    @property
+    def quantization(self) -> QLoraConfig | None:
+        """The effective 4-bit settings, or None when the base is not quantized."""
+        if self.type != "qlora":
+            return None
+        return self.qlora or QLoraConfig()
+
+
+class EarlyStopping(APIModel):
+    """Stop when eval loss stops improving."""
+
+    patience: int = Field(default=3, ge=1)
+    """Evaluations without improvement before stopping."""
+    min_delta: float = Field(default=0.0, ge=0.0)
+    """Smallest eval-loss decrease that counts as improvement."""
+
+
+class Training(APIModel):
+    """Optimization hyper-parameters."""
+
+    rules = (
+        Rule(
+            cel="!(has(self.gradientAccumulation) && has(self.globalBatchTokens))",
+            message="set training.gradientAccumulation or training.globalBatchTokens, not both",
+            check=lambda t: (
+                not (t.given("gradient_accumulation") and t.given("global_batch_tokens"))
+            ),
+            field_path=".globalBatchTokens",
+        ),
+    )
+
+    epochs: float = Field(default=3.0, gt=0, le=1000)
+    """Passes over the training split; ignored when maxSteps is set."""
+    max_steps: int | None = Field(default=None, gt=0)
+    """Optimizer steps to run; overrides epochs."""
+    learning_rate: float | None = Field(default=None, gt=0, le=1)
+    """Peak learning rate; defaults to 2e-4 for lora/qlora and 2e-5 for full."""
+    scheduler: Scheduler = "cosine"
+    warmup_ratio: float = Field(default=0.03, ge=0.0, le=1.0)
+    weight_decay: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    """Gradient clipping threshold."""
+    optimizer: Literal["adamw", "adamw_8bit", "sgd"] = "adamw"
+    micro_batch_size: int = Field(default=1, ge=1, le=1024)
+    """Packed sequences (or examples, without packing) per GPU per forward pass."""
+    gradient_accumulation: int = Field(default=8, ge=1, le=4096)
+    """Micro-batches per optimizer step."""
+    global_batch_tokens: int | None = Field(default=None, gt=0)
+    """Target tokens per optimizer step over all GPUs; sets gradientAccumulation."""
+    max_seq_length: int = Field(default=2048, ge=16, le=262144)
+    packing: bool = True
+    """Pack short examples into full sequences without cross-example attention."""
+    loss_on: LossOn = "assistant"
+    """Tokens that are graded: assistant turns, the final completion, or all tokens."""
+    neftune_alpha: float | None = Field(default=None, gt=0, le=100)
+    """NEFTune noise scale (5 is typical); off when unset."""
+    gradient_checkpointing: bool = True
+    precision: Precision = "bf16"
+    attn_implementation: AttnImplementation = "auto"
+    """auto picks flash_attention_2 when installed, else sdpa."""
+    seed: int = Field(default=42, ge=0)
+    early_stopping: EarlyStopping | None = None
+
+
+class Evaluation(APIModel):
+    """When and how the model is evaluated."""
+
+    every_steps: int | None = Field(default=None, gt=0)
+    """Evaluate every N optimizer steps (and always at the end); default: with checkpoints."""
+    samples: int = Field(default=4, ge=0, le=64)
+    """Eval prompts answered greedily before and after training."""
+    max_new_tokens: int = Field(default=128, ge=1, le=8192)
+    max_examples: int | None = Field(default=None, gt=0)
+    """Cap on eval examples per evaluation."""
+
+
+class Checkpoints(APIModel):
+    """How often to checkpoint and how many to keep."""
+
+    every_steps: int = Field(default=500, gt=0)
+    keep: int = Field(default=3, ge=1, le=100)
+    """Most recent checkpoints kept."""
+    keep_best: bool = True
+    """Also keep the checkpoint with the lowest eval loss."""
+
+
+class Output(APIModel):
+    """Where the adapter or model is written."""
+
+    rules = (exactly_one("pvc", "url"),)
+
+    pvc: PVCLocation | None = None
+    url: str | None = Field(default=None, pattern=r"^s3://\S+$", max_length=MAX_STRING)
+    """`s3://bucket/prefix`; checkpoints stay on local scratch, results are uploaded."""
+    credentials_secret_ref: SecretRef | None = None
+    """Secret with AWS credentials for url."""
+    merge_adapter: bool = False
+    """Also write the base model with the adapter merged in (lora/qlora)."""
+
+
+class Retry(APIModel):
+    """Restarts after retryable failures; each resumes from the latest checkpoint."""
+
+    max_restarts: int = Field(default=3, ge=0, le=100)
+
+
+class SFTJobSpec(APIModel):
+    """Desired state of an SFTJob."""
+
+    model: ModelRef
+    dataset: DatasetRef
+    method: Method = Field(default_factory=Method)
+    training: Training = Field(default_factory=Training)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    checkpoints: Checkpoints = Field(default_factory=Checkpoints)
+    output: Output
+    resources: Resources = Field(default_factory=Resources)
+    image: str | None = Field(default=None, max_length=MAX_STRING)
+    """Trainer image; defaults to the operator's configured image."""
+    suspend: bool = False
+    """Hold (or pause) the job; drives the trainer Job's suspend."""
+    retry: Retry = Field(default_factory=Retry)
+    active_deadline_seconds: int | None = Field(default=None, gt=0)
+    """Fail the job when it runs longer than this."""
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+    """Delete the trainer Job, pods and ConfigMap this long after finishing; the SFTJob stays."""
+
+    @model_validator(mode="after")
+    def _default_learning_rate(self) -> SFTJobSpec:
+        if self.training.learning_rate is None:
+            self.training.learning_rate = DEFAULT_LEARNING_RATE[self.method.type]
+        return self
+
+    @property
+    def learning_rate(self) -> float:
+        """The effective peak learning rate (set by the validator above)."""
+        assert self.training.learning_rate is not None
+        return self.training.learning_rate
+
+
+# Fields a running or finished job may not change: they define what was trained.
+IMMUTABLE_AFTER_START = ("model", "dataset", "method", "training", "output")

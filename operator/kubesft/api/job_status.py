@@ -1,0 +1,109 @@
+"""SFTJob.status: what the operator and the trainer report back onto the resource."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from kubesft.api.base import Condition, StatusModel
+
+JobPhase = Literal[
+    "Pending", "WaitingForDataset", "Queued", "Running", "Succeeded", "Failed", "Suspended"
+]
+TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
+
+# Condition types of an SFTJob, in the order a job moves through them.
+CONDITION_TYPES = ("DatasetReady", "Feasible", "Admitted", "Running", "Complete", "Failed")
+
+
+class Progress(StatusModel):
+    """Training progress, updated by the trainer at most every few seconds."""
+
+    step: int = 0
+    total_steps: int | None = None
+    epoch: float | None = None
+    percent: int = 0
+    """0-100, for the Progress column."""
+    eta_seconds: int | None = None
+    tokens_per_second: float | None = None
+    updated_at: str | None = None
+
+
+class Metrics(StatusModel):
+    """Latest training and evaluation metrics."""
+
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    perplexity: float | None = None
+    token_accuracy: float | None = None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+
+
+class CheckpointInfo(StatusModel):
+    """A complete checkpoint on the output volume."""
+
+    step: int
+    path: str
+    eval_loss: float | None = None
+    created_at: str | None = None
+
+
+class Sample(StatusModel):
+    """A greedy generation for one eval prompt, before and after training."""
+
+    prompt: str
+    before: str = ""
+    after: str = ""
+
+
+class EvaluationResult(StatusModel):
+    """Final evaluation: loss, perplexity, token accuracy and sample generations."""
+
+    eval_loss: float | None = None
+    perplexity: float | None = None
+    token_accuracy: float | None = None
+    samples: list[Sample] = Field(default_factory=list)
+
+
+class OutputInfo(StatusModel):
+    """Where the trained adapter or model was written."""
+
+    path: str
+    kind: Literal["adapter", "merged", "full"] = "adapter"
+
+
+class Preflight(StatusModel):
+    """Estimates made before any GPU pod starts."""
+
+    estimated_gpu_memory_gi_b: float | None = Field(default=None, alias="estimatedGpuMemoryGiB")
+    estimated_tokens: int | None = None
+    truncated_fraction: float | None = None
+
+
+class Fingerprint(StatusModel):
+    """What exactly was trained: data, configuration and image."""
+
+    dataset: str | None = None
+    config: str | None = None
+    image: str | None = None
+
+
+class SFTJobStatus(StatusModel):
+    """Observed state of an SFTJob."""
+
+    phase: JobPhase = "Pending"
+    conditions: list[Condition] = Field(default_factory=list)
+    progress: Progress | None = None
+    metrics: Metrics | None = None
+    checkpoints: list[CheckpointInfo] = Field(default_factory=list)
+    best_checkpoint: str | None = None
+    evaluation: EvaluationResult | None = None
+    output: OutputInfo | None = None
+    preflight: Preflight | None = None
+    restarts: int = 0
+    start_time: str | None = None
+    completion_time: str | None = None
+    fingerprint: Fingerprint | None = None
+    observed_generation: int | None = None

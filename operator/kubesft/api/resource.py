@@ -1,0 +1,85 @@
+"""Whole objects (apiVersion, kind, metadata, spec, status) and the CRD identities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kubesft.api.base import GROUP, VERSION, ObjectMeta
+from kubesft.api.dataset import SFTDatasetSpec, SFTDatasetStatus
+from kubesft.api.job import SFTJobSpec
+from kubesft.api.job_status import SFTJobStatus
+
+SpecT = TypeVar("SpecT", bound=BaseModel)
+StatusT = TypeVar("StatusT", bound=BaseModel)
+
+
+class Resource(BaseModel, Generic[SpecT, StatusT]):
+    model_config = ConfigDict(alias_generator=None, populate_by_name=True, extra="forbid")
+
+    api_version: Literal["kubesft.io/v1alpha1"] = Field(
+        default="kubesft.io/v1alpha1", alias="apiVersion"
+    )
+    kind: str
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: SpecT
+    status: StatusT | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class SFTDataset(Resource[SFTDatasetSpec, SFTDatasetStatus]):
+    """Instruction data for fine-tuning: where it lives, its format, validation and split."""
+
+    kind: Literal["SFTDataset"] = "SFTDataset"
+
+
+class SFTJob(Resource[SFTJobSpec, SFTJobStatus]):
+    """A supervised fine-tuning run: base model + SFTDataset + method → adapter or model."""
+
+    kind: Literal["SFTJob"] = "SFTJob"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Names of one custom resource, as the CRD and clients use them."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    model: type[BaseModel]
+    spec: type[BaseModel]
+    status: type[BaseModel]
+
+    group: str = GROUP
+    version: str = VERSION
+    categories: tuple[str, ...] = ("sft",)
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{self.group}"
+
+
+SFT_DATASET = Kind(
+    kind="SFTDataset",
+    plural="sftdatasets",
+    singular="sftdataset",
+    short_names=("sftds",),
+    model=SFTDataset,
+    spec=SFTDatasetSpec,
+    status=SFTDatasetStatus,
+)
+SFT_JOB = Kind(
+    kind="SFTJob",
+    plural="sftjobs",
+    singular="sftjob",
+    short_names=("sftj",),
+    model=SFTJob,
+    spec=SFTJobSpec,
+    status=SFTJobStatus,
+)
+KINDS = (SFT_DATASET, SFT_JOB)

@@ -1,0 +1,110 @@
+"""The `kubesft` command line: CRD generation and offline validation of manifests."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubesft.api import InvalidSpec, parse_object
+from kubesft.crd import render_crds, write_crds
+
+DEFAULT_CRD_DIR = Path("crds")
+
+
+def _cmd_crds(args: argparse.Namespace) -> int:
+    """Print the CRDs, write them to a folder, or check a folder is up to date."""
+    rendered = render_crds()
+    if args.check:
+        stale = [
+            name
+            for name, text in rendered.items()
+            if not (args.output_dir / name).is_file()
+            or (args.output_dir / name).read_text() != text
+        ]
+        if stale:
+            print(
+                f"{args.output_dir} is out of date with kubesft.api: {', '.join(stale)}; "
+                "run `kubesft crds --write`",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{args.output_dir} is up to date")
+        return 0
+    if args.write:
+        for path in write_crds(args.output_dir):
+            print(f"wrote {path}")
+        return 0
+    sys.stdout.write("---\n".join(rendered.values()))
+    return 0
+
+
+def iter_documents(path: Path) -> Iterator[tuple[int, Any]]:
+    """(1-based document index, object) for each YAML document in ``path``."""
+    with path.open() as fh:
+        for index, doc in enumerate(yaml.safe_load_all(fh), start=1):
+            if doc is not None:
+                yield index, doc
+
+
+def validate_documents(path: Path) -> list[str]:
+    """Problems with the kubesft objects in ``path`` (other kinds are skipped)."""
+    problems: list[str] = []
+    try:
+        docs = list(iter_documents(path))
+    except (OSError, yaml.YAMLError) as exc:
+        return [f"{path}: cannot read YAML: {exc}"]
+    for index, doc in docs:
+        if not isinstance(doc, dict) or not str(doc.get("apiVersion", "")).startswith(
+            "kubesft.io/"
+        ):
+            continue
+        name = (doc.get("metadata") or {}).get("name", f"document {index}")
+        try:
+            parse_object(doc)
+        except InvalidSpec as exc:
+            problems += [f"{path}: {doc.get('kind')}/{name}: {p}" for p in exc.problems]
+    return problems
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    """Validate manifests offline against the same models the operator uses."""
+    problems: list[str] = []
+    for path in args.files:
+        problems += validate_documents(path)
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        return 1
+    print(f"{len(args.files)} file(s) valid")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubesft", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    crds = sub.add_parser("crds", help="print, write or check the generated CRDs")
+    crds.add_argument("--write", action="store_true", help="write them to --output-dir")
+    crds.add_argument("--check", action="store_true", help="fail if --output-dir is stale")
+    crds.add_argument("--output-dir", type=Path, default=DEFAULT_CRD_DIR)
+    crds.set_defaults(func=_cmd_crds)
+
+    validate = sub.add_parser("validate", help="validate SFTDataset/SFTJob manifests offline")
+    validate.add_argument("files", nargs="+", type=Path)
+    validate.set_defaults(func=_cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,201 @@
+"""A table of invalid SFTJob/SFTDataset manifests, each tagged with the field it breaks.
+
+Used by the unit tests (the pydantic models), the integration tests (the apiserver with
+the generated CRDs) and the CLI tests (`kubesft validate`): all three must reject every
+case and name the same field.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+DELETE = object()
+
+
+def valid_job(name: str = "valid-job") -> dict[str, Any]:
+    return {
+        "apiVersion": "kubesft.io/v1alpha1",
+        "kind": "SFTJob",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"name": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+            "dataset": {"name": "quickstart"},
+            "method": {"type": "lora", "lora": {"r": 8}},
+            "training": {"maxSteps": 10, "learningRate": 0.001},
+            "output": {"pvc": {"claimName": "outputs", "path": "run"}},
+            "resources": {"gpus": 1},
+        },
+    }
+
+
+def valid_dataset(name: str = "valid-dataset") -> dict[str, Any]:
+    return {
+        "apiVersion": "kubesft.io/v1alpha1",
+        "kind": "SFTDataset",
+        "metadata": {"name": name},
+        "spec": {
+            "source": {"configMap": {"name": "data", "key": "data.jsonl"}},
+            "format": "messages",
+            "split": {"evalFraction": 0.1, "seed": 3},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class InvalidCase:
+    """``changes`` (dotted path → value, or DELETE) applied to a valid object."""
+
+    id: str
+    kind: str
+    changes: dict[str, Any]
+    field: str
+    """The field path the rejection must name, as written in YAML."""
+    name: str = field(default="")
+
+    def manifest(self) -> dict[str, Any]:
+        name = self.name or f"bad-{self.id}"
+        obj = valid_job(name) if self.kind == "SFTJob" else valid_dataset(name)
+        for path, value in self.changes.items():
+            _set(obj, path, value)
+        return obj
+
+
+def _set(obj: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    node = obj
+    for part in parents:
+        node = node.setdefault(part, {})
+    if value is DELETE:
+        node.pop(last, None)
+    else:
+        node[last] = copy.deepcopy(value)
+
+
+J, D = "SFTJob", "SFTDataset"
+CASES: list[InvalidCase] = [
+    InvalidCase("model-missing", J, {"spec.model": DELETE}, "spec.model"),
+    InvalidCase("model-name-empty", J, {"spec.model.name": ""}, "spec.model.name"),
+    InvalidCase("model-source-unknown", J, {"spec.model.source": "ftp"}, "spec.model.source"),
+    InvalidCase("model-pvc-missing", J, {"spec.model.source": "pvc"}, "spec.model.pvc"),
+    InvalidCase(
+        "model-url-scheme",
+        J,
+        {"spec.model.source": "url", "spec.model.url": "ftp://x"},
+        "spec.model.url",
+    ),
+    InvalidCase("dataset-missing", J, {"spec.dataset": DELETE}, "spec.dataset"),
+    InvalidCase("method-type-unknown", J, {"spec.method.type": "adapter"}, "spec.method.type"),
+    InvalidCase(
+        "qlora-with-lora-type", J, {"spec.method.qlora": {"quantType": "nf4"}}, "spec.method.qlora"
+    ),
+    InvalidCase("lora-with-full-type", J, {"spec.method.type": "full"}, "spec.method.lora"),
+    InvalidCase("lora-r-zero", J, {"spec.method.lora.r": 0}, "spec.method.lora.r"),
+    InvalidCase(
+        "lora-dropout-one", J, {"spec.method.lora.dropout": 1.0}, "spec.method.lora.dropout"
+    ),
+    InvalidCase(
+        "lora-targets-empty",
+        J,
+        {"spec.method.lora.targetModules": []},
+        "spec.method.lora.targetModules",
+    ),
+    InvalidCase(
+        "qlora-quant-type",
+        J,
+        {"spec.method.type": "qlora", "spec.method.qlora": {"quantType": "int8"}},
+        "spec.method.qlora.quantType",
+    ),
+    InvalidCase(
+        "learning-rate-zero", J, {"spec.training.learningRate": 0}, "spec.training.learningRate"
+    ),
+    InvalidCase("epochs-negative", J, {"spec.training.epochs": -1}, "spec.training.epochs"),
+    InvalidCase("max-steps-zero", J, {"spec.training.maxSteps": 0}, "spec.training.maxSteps"),
+    InvalidCase("loss-on-unknown", J, {"spec.training.lossOn": "prompt"}, "spec.training.lossOn"),
+    InvalidCase(
+        "seq-length-tiny", J, {"spec.training.maxSeqLength": 8}, "spec.training.maxSeqLength"
+    ),
+    InvalidCase(
+        "accumulation-and-batch-tokens",
+        J,
+        {"spec.training.gradientAccumulation": 4, "spec.training.globalBatchTokens": 65536},
+        "spec.training.globalBatchTokens",
+    ),
+    InvalidCase(
+        "precision-unknown", J, {"spec.training.precision": "int4"}, "spec.training.precision"
+    ),
+    InvalidCase("neftune-zero", J, {"spec.training.neftuneAlpha": 0}, "spec.training.neftuneAlpha"),
+    InvalidCase(
+        "warmup-over-one", J, {"spec.training.warmupRatio": 2}, "spec.training.warmupRatio"
+    ),
+    InvalidCase(
+        "unknown-training-field", J, {"spec.training.lerningRate": 0.1}, "spec.training.lerningRate"
+    ),
+    InvalidCase(
+        "eval-samples-too-many", J, {"spec.evaluation.samples": 1000}, "spec.evaluation.samples"
+    ),
+    InvalidCase("checkpoints-keep-zero", J, {"spec.checkpoints.keep": 0}, "spec.checkpoints.keep"),
+    InvalidCase("output-missing", J, {"spec.output": DELETE}, "spec.output"),
+    InvalidCase("output-two-targets", J, {"spec.output.url": "s3://bucket/x"}, "spec.output"),
+    InvalidCase(
+        "output-url-https", J, {"spec.output": {"url": "https://bucket/x"}}, "spec.output.url"
+    ),
+    InvalidCase("gpus-negative", J, {"spec.resources.gpus": -1}, "spec.resources.gpus"),
+    InvalidCase("nodes-zero", J, {"spec.resources.nodes": 0}, "spec.resources.nodes"),
+    InvalidCase(
+        "multi-node-without-gpus",
+        J,
+        {"spec.resources": {"nodes": 2, "gpus": 0}},
+        "spec.resources.nodes",
+    ),
+    InvalidCase(
+        "memory-not-quantity", J, {"spec.resources.memory": "lots"}, "spec.resources.memory"
+    ),
+    InvalidCase(
+        "toleration-operator",
+        J,
+        {"spec.resources.tolerations": [{"key": "gpu", "operator": "Maybe"}]},
+        "spec.resources.tolerations[0].operator",
+    ),
+    InvalidCase("retry-negative", J, {"spec.retry": {"maxRestarts": -1}}, "spec.retry.maxRestarts"),
+    InvalidCase(
+        "deadline-zero", J, {"spec.activeDeadlineSeconds": 0}, "spec.activeDeadlineSeconds"
+    ),
+    InvalidCase("job-name-too-long", J, {}, "metadata.name", name="j" * 60),
+    InvalidCase("source-two-kinds", D, {"spec.source.hf": {"repo": "org/data"}}, "spec.source"),
+    InvalidCase("source-empty", D, {"spec.source": {}}, "spec.source"),
+    InvalidCase("source-missing", D, {"spec.source": DELETE}, "spec.source"),
+    InvalidCase(
+        "url-scheme",
+        D,
+        {"spec.source": {"url": {"url": "ftp://host/data.jsonl"}}},
+        "spec.source.url.url",
+    ),
+    InvalidCase(
+        "hf-repo-missing", D, {"spec.source": {"hf": {"split": "train"}}}, "spec.source.hf.repo"
+    ),
+    InvalidCase(
+        "pvc-claim-missing",
+        D,
+        {"spec.source": {"pvc": {"path": "data"}}},
+        "spec.source.pvc.claimName",
+    ),
+    InvalidCase("format-unknown", D, {"spec.format": "csv"}, "spec.format"),
+    InvalidCase(
+        "eval-fraction-one", D, {"spec.split.evalFraction": 1.0}, "spec.split.evalFraction"
+    ),
+    InvalidCase(
+        "max-invalid-negative",
+        D,
+        {"spec.validation": {"maxInvalidRows": -1}},
+        "spec.validation.maxInvalidRows",
+    ),
+    InvalidCase(
+        "min-examples-zero",
+        D,
+        {"spec.validation": {"minExamples": 0}},
+        "spec.validation.minExamples",
+    ),
+    InvalidCase("dataset-name-too-long", D, {}, "metadata.name", name="d" * 60),
+]
