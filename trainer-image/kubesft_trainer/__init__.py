@@ -1,0 +1,1 @@
+"""kubesft_trainer: the containerized SFT trainer run by the kubesft operator."""
