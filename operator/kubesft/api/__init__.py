@@ -10,6 +10,7 @@ from kubesft.api.errors import InvalidSpec, parse_object
 from kubesft.api.job import SFTJobSpec
 from kubesft.api.job_status import SFTJobStatus
 from kubesft.api.resource import KINDS, SFT_DATASET, SFT_JOB, Kind, SFTDataset, SFTJob
+from kubesft.api.runtime import TrainerConfig, TrainerRuntime
 
 __all__ = [
     "API_VERSION",
@@ -28,5 +29,7 @@ __all__ = [
     "SFTJob",
     "SFTJobSpec",
     "SFTJobStatus",
+    "TrainerConfig",
+    "TrainerRuntime",
     "parse_object",
 ]

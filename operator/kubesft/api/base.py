@@ -7,6 +7,7 @@ the trainer and `kubesft validate` run, so both stay in step.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -89,6 +90,11 @@ def _add_rules(schema: dict[str, Any], cls: type) -> None:
     rules: tuple[Rule, ...] = getattr(cls, "rules", ())
     if rules:
         schema["x-kubernetes-validations"] = [r.to_schema() for r in rules]
+
+
+def cel_field(name: str, default: Any) -> str:
+    """CEL for a field's value with its model default (CRDs carry no defaults)."""
+    return f"(has(self.{name}) ? self.{name} : {json.dumps(default)})"
 
 
 def exactly_one(*fields: str) -> Rule:

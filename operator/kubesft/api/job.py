@@ -16,6 +16,7 @@ from kubesft.api.base import (
     Rule,
     SecretKeyRef,
     SecretRef,
+    cel_field,
     exactly_one,
 )
 from kubesft.api.dataset import URL_PATTERN
@@ -36,13 +37,13 @@ class ModelRef(APIModel):
 
     rules = (
         Rule(
-            cel="self.source != 'pvc' || has(self.pvc)",
+            cel=f"{cel_field('source', 'hf')} != 'pvc' || has(self.pvc)",
             message="model.pvc is required when model.source is pvc",
             check=lambda m: m.source != "pvc" or m.pvc is not None,
             field_path=".pvc",
         ),
         Rule(
-            cel="self.source != 'url' || has(self.url)",
+            cel=f"{cel_field('source', 'hf')} != 'url' || has(self.url)",
             message="model.url is required when model.source is url",
             check=lambda m: m.source != "url" or m.url is not None,
             field_path=".url",
@@ -105,13 +106,13 @@ class Method(APIModel):
 
     rules = (
         Rule(
-            cel="!has(self.qlora) || self.type == 'qlora'",
+            cel=f"!has(self.qlora) || {cel_field('type', 'lora')} == 'qlora'",
             message="method.qlora is allowed only when method.type is qlora",
             check=lambda m: m.qlora is None or m.type == "qlora",
             field_path=".qlora",
         ),
         Rule(
-            cel="!has(self.lora) || self.type != 'full'",
+            cel=f"!has(self.lora) || {cel_field('type', 'lora')} != 'full'",
             message="method.lora is not allowed when method.type is full",
             check=lambda m: not m.given("lora") or m.type != "full",
             field_path=".lora",

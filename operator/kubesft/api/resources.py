@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from kubesft.api.base import MAX_LIST, MAX_NAME, APIModel, Rule
+from kubesft.api.base import MAX_LIST, MAX_NAME, APIModel, Rule, cel_field
 
 QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 
@@ -26,7 +26,7 @@ class Resources(APIModel):
 
     rules = (
         Rule(
-            cel="self.nodes == 1 || self.gpus >= 1",
+            cel=f"{cel_field('nodes', 1)} == 1 || {cel_field('gpus', 1)} >= 1",
             message="resources.nodes > 1 needs resources.gpus >= 1 per node",
             check=lambda r: r.nodes == 1 or r.gpus >= 1,
             field_path=".nodes",

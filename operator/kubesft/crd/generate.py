@@ -44,7 +44,6 @@ def _name_rule() -> dict[str, str]:
         "rule": f"size(self.metadata.name) <= {MAX_OBJECT_NAME}",
         "message": f"metadata.name must be at most {MAX_OBJECT_NAME} characters "
         "(names of the Jobs and pods it creates derive from it)",
-        "fieldPath": ".metadata.name",
     }
 
 

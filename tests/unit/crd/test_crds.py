@@ -66,5 +66,5 @@ def test_cel_rules_are_emitted() -> None:
         for rule in node.get("x-kubernetes-validations", [])
     ]
     assert "[has(self.hf), has(self.url), has(self.pvc), has(self.configMap)]" in " ".join(rules)
-    assert "!has(self.qlora) || self.type == 'qlora'" in rules
+    assert "!has(self.qlora) || (has(self.type) ? self.type : \"lora\") == 'qlora'" in rules
     assert any("oldSelf.spec.method" in r for r in rules)
