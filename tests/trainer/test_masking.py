@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import build_tiny_tokenizer
 
 from kubesft_trainer.chat_template import (
     load_builtin_template,
@@ -11,6 +10,7 @@ from kubesft_trainer.chat_template import (
     resolve_chat_template,
 )
 from kubesft_trainer.masking import IGNORE_INDEX, tokenize_example
+from tests.support.tiny_model import build_tiny_tokenizer
 
 CONVERSATION = [
     {"role": "system", "content": "You are a model that answers questions."},
