@@ -1,0 +1,152 @@
+"""Command line of the trainer image: `python -m kubesft_trainer <subcommand> ...`.
+
+Each subcommand returns an exit code from `exit_codes`. A UserError becomes one line on
+stderr and exit 2, which the Job does not retry; anything else prints its traceback and
+exits 1, which the Job retries. Results also go to the termination message, where the
+operator reads them from the pod.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubesft.api.dataset import SFTDatasetSpec
+from kubesft.api.errors import InvalidSpec, validate_model
+from kubesft_trainer import exit_codes
+from kubesft_trainer.exit_codes import UserError
+from kubesft_trainer.prepare import DatasetInvalid, prepare_dataset, summarize
+
+TERMINATION_LOG = Path("/dev/termination-log")
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One row of the command table: its name, help, arguments and what it runs."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spec", type=Path, required=True, help="SFTDataset spec as JSON")
+    parser.add_argument("--output", type=Path, required=True, help="directory to write")
+    parser.add_argument(
+        "--source-path",
+        type=Path,
+        help="where the source is mounted (configMap, pvc); overrides spec.source",
+    )
+    parser.add_argument(
+        "--eval-source-path",
+        type=Path,
+        help="where spec.split.evalSource is mounted; overrides it",
+    )
+    _termination_argument(parser)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    """Prepare an SFTDataset: train/eval JSONL and stats.json into --output."""
+    log = _termination_log(args.termination_log)
+    try:
+        spec = load_dataset_spec(args.spec)
+        result = prepare_dataset(
+            spec, args.output, source_path=args.source_path, eval_source_path=args.eval_source_path
+        )
+    except DatasetInvalid as err:
+        _write_termination(
+            log, summarize("Failed", "DatasetInvalid", str(err), err.stats, errors=err.errors)
+        )
+        raise
+    except UserError as err:
+        _write_termination(log, summarize("Failed", "InvalidSpec", str(err)))
+        raise
+    except Exception as err:
+        _write_termination(log, summarize("Failed", "PrepareError", f"{type(err).__name__}: {err}"))
+        raise
+    stats = result.stats
+    message = f"prepared {stats.train} train and {stats.eval} eval examples ({stats.format})"
+    _write_termination(
+        log, summarize("Ready", "Prepared", message, stats, result.fingerprint, result.errors)
+    )
+    print(f"{message}, fingerprint {result.fingerprint[:12]}, in {result.output}")
+    return exit_codes.OK
+
+
+# One row per subcommand. `train` registers here too: Subcommand("train", ...).
+SUBCOMMANDS: tuple[Subcommand, ...] = (
+    Subcommand(
+        "prepare",
+        "validate, dedupe and split an SFTDataset into train/eval JSONL",
+        _prepare_arguments,
+        run_prepare,
+    ),
+)
+
+
+def load_dataset_spec(path: Path) -> SFTDatasetSpec:
+    """The SFTDatasetSpec in `path` (camelCase JSON); errors name the field to fix."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise UserError(f"cannot read --spec {path}: {err.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"--spec {path} is not valid JSON: {err}") from None
+    try:
+        spec: SFTDatasetSpec = validate_model(SFTDatasetSpec, data, prefix="spec")
+    except InvalidSpec as err:
+        raise UserError(f"invalid spec: {err}") from None
+    return spec
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m kubesft_trainer", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in SUBCOMMANDS:
+        sub = commands.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except UserError as err:
+        print(" ".join(str(err).split()), file=sys.stderr)  # one line, whatever it holds
+        return exit_codes.INVALID
+    except Exception:
+        traceback.print_exc()
+        return exit_codes.RETRYABLE
+    return code
+
+
+def _termination_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--termination-log",
+        type=Path,
+        help=f"file for the JSON result summary (default {TERMINATION_LOG} if writable)",
+    )
+
+
+def _termination_log(path: Path | None) -> Path | None:
+    if path is not None:
+        return path
+    return TERMINATION_LOG if os.access(TERMINATION_LOG, os.W_OK) else None
+
+
+def _write_termination(path: Path | None, text: str) -> None:
+    if path is None:
+        return
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:  # the summary is a convenience; the output dir is the record
+        print(f"warning: cannot write termination message to {path}: {err}", file=sys.stderr)
