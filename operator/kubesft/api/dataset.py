@@ -133,6 +133,9 @@ class SFTDatasetSpec(APIModel):
     """Train/eval split."""
     validation: Validation = Field(default_factory=Validation)
     """Validation limits."""
+    storage: PVCLocation | None = None
+    """Where prepared data is written; defaults to the operator's data claim, path
+    `datasets/<name>`. Trainer pods mount it read-only, so multi-node jobs need RWX."""
     image: str | None = Field(default=None, max_length=MAX_STRING)
     """Image for the preparation Job; defaults to the operator's trainer image."""
 
