@@ -1,0 +1,145 @@
+"""Preflight: memory estimates order methods sensibly, token statistics are exact."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from kubesft.api.job import SFTJobSpec
+from kubesft.api.job_status import Preflight
+from kubesft_trainer.preflight import (
+    check_feasible,
+    estimate_gpu_memory_gib,
+    lora_param_count,
+    run_preflight,
+    token_stats,
+)
+
+LLAMA_8B = SimpleNamespace(
+    num_params=8_030_261_248,
+    hidden_size=4096,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    vocab_size=128256,
+    tie_word_embeddings=False,
+)
+LLAMA_1B = SimpleNamespace(
+    num_params=1_235_814_400,
+    hidden_size=2048,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=64,
+    intermediate_size=8192,
+    num_hidden_layers=16,
+    vocab_size=128256,
+    tie_word_embeddings=True,
+)
+
+
+def estimate(config=LLAMA_8B, method="lora", checkpointing=True, batch=1, **overrides) -> dict:
+    arguments = {
+        "num_params": config.num_params,
+        "method": method,
+        "precision": "bf16",
+        "lora_params": lora_param_count(config, 16, ["all-linear"]),
+        "quant": "nf4" if method == "qlora" else None,
+        "micro_batch_size": batch,
+        "max_seq_length": 2048,
+        "hidden_size": config.hidden_size,
+        "num_layers": config.num_hidden_layers,
+        "gradient_checkpointing": checkpointing,
+        "optimizer": "adamw",
+        "vocab_size": config.vocab_size,
+        "tied_embeddings": config.tie_word_embeddings,
+    }
+    return estimate_gpu_memory_gib(**(arguments | overrides))
+
+
+def test_lora_needs_less_than_full_and_qlora_less_than_lora() -> None:
+    full, lora, qlora = (estimate(method=m) for m in ("full", "lora", "qlora"))
+    assert qlora["totalGiB"] < lora["totalGiB"] < full["totalGiB"]
+    assert qlora["weightsGiB"] < lora["weightsGiB"] / 2
+    assert lora["optimizerStatesGiB"] < 1 < full["optimizerStatesGiB"]
+
+
+def test_gradient_checkpointing_lowers_activations() -> None:
+    with_checkpoints, without = estimate(checkpointing=True), estimate(checkpointing=False)
+    assert with_checkpoints["activationsGiB"] < without["activationsGiB"]
+    assert with_checkpoints["weightsGiB"] == without["weightsGiB"]
+    assert estimate(batch=4)["activationsGiB"] > without["activationsGiB"]
+
+
+def test_full_bf16_adamw_of_an_8b_model_does_not_fit_an_80_gib_gpu() -> None:
+    full = estimate(method="full")
+    # 16 bytes per parameter: bf16 weights and gradients, fp32 master, m and v.
+    assert full["weightsGiB"] + full["gradientsGiB"] + full["optimizerStatesGiB"] == pytest.approx(
+        16 * LLAMA_8B.num_params / 1024**3, rel=1e-3
+    )
+    assert full["totalGiB"] > 80
+    message = check_feasible(full, 80, gpu_resource_name="nvidia.com/gpu")
+    assert message.startswith(
+        f"needs ~{full['totalGiB']:.1f} GiB per GPU but nvidia.com/gpu has 80 GiB"
+    )
+    assert "spec.method.type lora or qlora" in message
+    assert "spec.training.optimizer adamw_8bit" in message
+
+
+def test_lora_of_a_1b_model_fits_24_gib() -> None:
+    lora = estimate(config=LLAMA_1B)
+    assert lora["totalGiB"] < 24
+    assert check_feasible(lora, 24) is None
+    assert check_feasible(lora, None) is None  # unknown GPU memory: no verdict
+
+
+def test_infeasible_lora_suggests_only_changes_that_apply() -> None:
+    lora = estimate(checkpointing=False, batch=8)
+    message = check_feasible(lora, 24, gpu_resource_name="amd.com/gpu")
+    assert "amd.com/gpu has 24 GiB" in message
+    assert "use spec.method.type qlora" in message
+    assert "enable spec.training.gradientCheckpointing" in message
+    assert "lower spec.training.microBatchSize (now 8)" in message
+    assert "adamw_8bit" not in message
+
+
+def test_token_stats_are_exact_on_known_lengths() -> None:
+    lengths = [10, 20, 30, 40, 50, 60, 70, 80, 200, 300]
+    stats = token_stats(lengths, max_seq_length=64)
+    assert stats["truncatedFraction"] == 0.4
+    assert stats["estimatedTokens"] == 10 + 20 + 30 + 40 + 50 + 60 + 64 * 4
+    assert stats["lengthHistogram"] == {"16": 1, "32": 2, "64": 3, "128": 2, "256": 1, "512": 1}
+    assert (stats["lengthP50"], stats["lengthP95"], stats["lengthMax"]) == (50, 300, 300)
+    assert token_stats([], 64)["truncatedFraction"] == 0.0
+
+
+def test_run_preflight_reports_preflight_status_fields(tiny_tokenizer, tiny_model) -> None:
+    spec = SFTJobSpec.model_validate(
+        {
+            "model": {"name": "tiny", "chatTemplate": "chatml"},
+            "dataset": {"name": "tiny"},
+            "output": {"pvc": {"claimName": "out"}},
+            "training": {"maxSeqLength": 16, "microBatchSize": 2},
+        }
+    )
+    short = {"prompt": "what is", "completion": " the sum"}
+    long = {
+        "messages": [
+            {"role": "user", "content": "what is the weather in paris and tokyo and lima"},
+            {"role": "assistant", "content": "sunny"},
+        ]
+    }
+    num_params = sum(p.numel() for p in tiny_model.parameters())
+
+    result = run_preflight(
+        spec, tiny_tokenizer, [short, long, short, long], num_params, model_config=tiny_model.config
+    )
+
+    assert result["truncatedFraction"] == 0.5
+    assert result["droppedFraction"] == 0.5  # the answer starts after token 16
+    assert result["memory"]["microBatchSize"] == 2
+    status = Preflight.model_validate(result)
+    assert status.estimated_gpu_memory_gi_b == result["estimatedGpuMemoryGiB"] >= 1.0
+    assert status.estimated_tokens == result["estimatedTokens"] <= 4 * 16
+    assert check_feasible(result, 0.5) is not None

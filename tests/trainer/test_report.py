@@ -1,0 +1,254 @@
+"""Reporting: rate-limited progress, metrics.jsonl, loss.png, eval.json, termination message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from kubesft.api.job_status import CheckpointInfo, EvaluationResult, Metrics, Progress, SFTJobStatus
+from kubesft_trainer.evaluate import EvalResult
+from kubesft_trainer.report import (
+    FileSink,
+    RateLimitedSink,
+    Reporter,
+    evaluation_status,
+    last_step,
+    read_metrics,
+    write_eval_json,
+    write_termination_message,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RESULT = EvalResult(loss=1.5, perplexity=4.4817, token_accuracy=0.6, tokens=120)
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.reports: list[dict] = []
+
+    def send(self, report: dict) -> None:
+        self.reports.append(json.loads(json.dumps(report)))
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def aliases(model: type[BaseModel]) -> set[str]:
+    return {field.alias or name for name, field in model.model_fields.items()}
+
+
+def run_steps(reporter: Reporter, clock: FakeClock, steps: range, total: int = 10) -> None:
+    for step in steps:
+        clock.now += 2.0
+        reporter.progress(step, total, step / total, 1000.0, 3.0 / step, 1e-4, 0.5)
+
+
+def test_rate_limit_drops_close_updates_but_not_forced_ones_and_flushes_the_last() -> None:
+    sink, clock = ListSink(), FakeClock()
+    limited = RateLimitedSink(sink, min_interval_s=5.0, clock=clock)
+    for t, step in [(0, 1), (1, 2), (4.9, 3), (5.0, 4), (6, 5)]:
+        clock.now = t
+        limited.send({"step": step})
+    clock.now = 7
+    limited.send({"step": 6, "final": True}, force=True)
+    clock.now = 8
+    limited.send({"step": 7})
+    assert [r["step"] for r in sink.reports] == [1, 4, 6]
+    limited.close()
+    assert [r["step"] for r in sink.reports] == [1, 4, 6, 7]
+    limited.close()
+    assert len(sink.reports) == 4
+
+
+def test_progress_reports_are_status_fields_with_percent_and_eta(tmp_path: Path) -> None:
+    sink, clock = ListSink(), FakeClock()
+    reporter = Reporter(tmp_path, sink, None, min_interval_s=5.0, clock=clock)
+    run_steps(reporter, clock, range(1, 6))
+    reporter.eval(5, RESULT)
+    reporter.checkpoint(5, tmp_path / "checkpoint-5", RESULT.loss)
+
+    # Steps every 2 s with a 5 s interval: steps 1, 4, then forced eval and checkpoint.
+    assert [r["progress"]["step"] for r in sink.reports] == [1, 4, 5, 5]
+    report = sink.reports[-1]
+    assert set(report["progress"]) <= aliases(Progress)
+    assert set(report["metrics"]) <= aliases(Metrics)
+    assert set(report["checkpoints"][0]) <= aliases(CheckpointInfo)
+    status = SFTJobStatus.model_validate(report)
+    assert status.progress.percent == 50
+    assert status.progress.eta_seconds == 10  # 5 steps left at 2 s per step
+    assert status.progress.updated_at.endswith("Z")
+    assert status.metrics.train_loss == pytest.approx(0.6)
+    assert status.metrics.eval_loss == 1.5
+    assert status.metrics.token_accuracy == 0.6
+    assert status.best_checkpoint == str(tmp_path / "checkpoint-5")
+
+
+def test_metrics_jsonl_has_one_line_per_event(tmp_path: Path) -> None:
+    clock = FakeClock()
+    reporter = Reporter(tmp_path, ListSink(), None, clock=clock)
+    run_steps(reporter, clock, range(1, 4))
+    reporter.eval(3, RESULT)
+    reporter.checkpoint(3, "/out/checkpoint-3", 1.5)
+    reporter.progress(4, 10, 0.4, 900.0, float("nan"), 1e-4, None)
+
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # strict JSON: no NaN
+    assert [(r["type"], r["step"]) for r in records] == [
+        ("train", 1),
+        ("train", 2),
+        ("train", 3),
+        ("eval", 3),
+        ("checkpoint", 3),
+        ("train", 4),
+    ]
+    assert records[3]["evalLoss"] == 1.5 and records[3]["tokens"] == 120
+    assert records[-1]["trainLoss"] is None
+    assert read_metrics(tmp_path) == records
+    assert last_step(tmp_path) == 4
+
+
+def test_resume_drops_records_after_the_checkpoint_and_keeps_steps_continuous(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    first = Reporter(tmp_path, ListSink(), None, clock=clock)
+    run_steps(first, clock, range(1, 5))
+    first.checkpoint(2, "/out/checkpoint-2", None)
+    with (tmp_path / "metrics.jsonl").open("a") as fh:
+        fh.write('{"type":"train","step":')  # torn by a crash mid-write
+
+    sink = ListSink()
+    resumed = Reporter(tmp_path, sink, None, clock=clock, resume_step=2)
+    assert last_step(tmp_path) == 2
+    run_steps(resumed, clock, range(3, 5))
+
+    assert [r["step"] for r in read_metrics(tmp_path) if r["type"] == "train"] == [1, 2, 3, 4]
+    assert [c["path"] for c in sink.reports[-1]["checkpoints"]] == ["/out/checkpoint-2"]
+
+    Reporter(tmp_path, ListSink(), None)  # a fresh start begins a new record
+    assert read_metrics(tmp_path) == []
+
+
+def test_pruned_checkpoints_leave_the_reported_list(tmp_path: Path) -> None:
+    sink = ListSink()
+    reporter = Reporter(tmp_path, sink, None)
+    reporter.checkpoint(1, "/c/1", 2.0)
+    reporter.checkpoint(2, "/c/2", 1.0)
+    reporter.checkpoint(3, "/c/3", 1.5, kept=["/c/2", "/c/3"])
+    report = sink.reports[-1]
+    assert [c["path"] for c in report["checkpoints"]] == ["/c/2", "/c/3"]
+    assert report["bestCheckpoint"] == "/c/2"
+
+
+def test_finish_writes_a_png_plot_the_final_report_and_the_termination_message(
+    tmp_path: Path,
+) -> None:
+    sink, clock = ListSink(), FakeClock()
+    log = tmp_path / "termination-log"
+    reporter = Reporter(tmp_path / "out", sink, log, clock=clock)
+    run_steps(reporter, clock, range(1, 11))
+    reporter.eval(10, RESULT)
+    evaluation = evaluation_status(RESULT, [{"prompt": "2 plus 2"}], ["five"], ["4"])
+
+    final = reporter.finish({"phase": "Succeeded", "evaluation": evaluation})
+
+    assert (tmp_path / "out" / "loss.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert sink.reports[-1] == final
+    message = json.loads(log.read_text())
+    assert message == final
+    status = SFTJobStatus.model_validate(message)
+    assert status.progress.percent == 100
+    assert status.evaluation == EvaluationResult.model_validate(evaluation)
+    assert status.evaluation.samples[0].after == "4"
+
+
+def big_summary(samples: int, checkpoints: int) -> dict:
+    return {
+        "phase": "Succeeded",
+        "metrics": {"trainLoss": 0.5},
+        "evaluation": {
+            "evalLoss": 1.0,
+            "samples": [{"prompt": "p" * 5000, "before": "é" * 5000, "after": "a" * 5000}]
+            * samples,
+        },
+        "checkpoints": [
+            {"step": s, "path": f"/out/checkpoint-{s:06d}", "evalLoss": 1.0 + (s != 1)}
+            for s in range(checkpoints)
+        ],
+        "bestCheckpoint": "/out/checkpoint-000001",
+        "output": {"path": "/out/adapter", "kind": "adapter"},
+    }
+
+
+def test_termination_message_fits_4096_bytes_by_cutting_huge_samples(tmp_path: Path) -> None:
+    summary = big_summary(samples=20, checkpoints=4)
+    path = tmp_path / "termination-log"
+
+    assert write_termination_message(path, summary)
+
+    text = path.read_bytes()
+    assert len(text) <= 4096
+    message = json.loads(text)
+    assert message["truncated"] is True
+    assert message["output"] == summary["output"]
+    assert message["checkpoints"] == summary["checkpoints"]
+    samples = message["evaluation"]["samples"]
+    assert len(samples) == 20
+    assert all(len(value) <= 64 and value.endswith("…") for value in samples[0].values())
+    write_termination_message(tmp_path / "again", summary)
+    assert (tmp_path / "again").read_bytes() == text  # deterministic
+
+
+def test_termination_message_keeps_only_the_best_of_many_checkpoints(tmp_path: Path) -> None:
+    summary = big_summary(samples=2, checkpoints=200)
+    path = tmp_path / "termination-log"
+    assert write_termination_message(path, summary)
+    assert len(path.read_bytes()) <= 4096
+    message = json.loads(path.read_text())
+    assert message["checkpoints"] == [summary["checkpoints"][1]]
+    assert message["evaluation"]["samples"] == []
+    assert message["metrics"] == summary["metrics"]
+
+
+def test_termination_message_never_exceeds_a_tiny_limit(tmp_path: Path) -> None:
+    summary = {"phase": "Failed", "message": "x" * 10000, "output": {"path": "/o" * 500}}
+    for limit in (4096, 300, 40):
+        write_termination_message(tmp_path / "log", summary, limit=limit)
+        assert len((tmp_path / "log").read_bytes()) <= limit
+
+
+def test_unwritable_termination_log_is_skipped(tmp_path: Path) -> None:
+    assert not write_termination_message(tmp_path / "missing" / "log", {"phase": "Failed"})
+
+
+def test_file_sink_and_eval_json(tmp_path: Path) -> None:
+    FileSink(tmp_path / "progress.json").send({"progress": {"step": 3}})
+    assert json.loads((tmp_path / "progress.json").read_text()) == {"progress": {"step": 3}}
+    assert [p.name for p in tmp_path.iterdir()] == ["progress.json"]
+
+    prompts = [{"messages": [{"role": "user", "content": "hi"}]}, {"prompt": "1 plus 1"}]
+    path = write_eval_json(
+        tmp_path, ["a", "b"], ["hello", "2"], prompts, RESULT, references=["hey", "2"]
+    )
+    doc = json.loads(path.read_text())
+    assert doc["metrics"] == {
+        "evalLoss": 1.5,
+        "perplexity": 4.4817,
+        "tokenAccuracy": 0.6,
+        "tokens": 120,
+    }
+    assert doc["samples"][0] == {
+        "prompt": prompts[0],
+        "promptText": "hi",
+        "reference": "hey",
+        "before": "a",
+        "after": "hello",
+    }
