@@ -84,6 +84,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_operator_run(args: argparse.Namespace) -> int:
+    """Run the operator in this process until interrupted."""
+    from kubesft.operator.run import run_operator
+
+    run_operator(args.namespace, args.liveness, args.log_format, args.verbose)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubesft", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="validate SFTDataset/SFTJob manifests offline")
     validate.add_argument("files", nargs="+", type=Path)
     validate.set_defaults(func=_cmd_validate)
+
+    operator = sub.add_parser("operator", help="the kubesft operator")
+    operator_sub = operator.add_subparsers(dest="operator_command", required=True)
+    run = operator_sub.add_parser("run", help="reconcile SFTDatasets and SFTJobs")
+    run.add_argument(
+        "--namespace", "-n", action="append", default=[],
+        help="watch this namespace (repeatable); default: all namespaces",
+    )  # fmt: skip
+    run.add_argument("--liveness", default="http://0.0.0.0:8081/healthz", help="probe endpoint")
+    run.add_argument("--log-format", choices=("text", "json"), default="json")
+    run.add_argument("--verbose", "-v", action="store_true")
+    run.set_defaults(func=_cmd_operator_run)
     return parser
 
 

@@ -1,0 +1,166 @@
+"""Pure builders: an SFTDataset → its preparation Job and the ConfigMap it reads."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubesft.api import SFTDataset
+from kubesft.api.base import PVCLocation
+from kubesft.api.dataset import DataSource
+from kubesft.operator import names
+from kubesft.operator.config import OperatorConfig
+from kubesft.operator.owner import child_metadata, owner_reference
+from kubesft.operator.pod_parts import (
+    CONFIG_DIR,
+    TERMINATION_LOG,
+    aws_env,
+    config_volume,
+    env_secret,
+    env_value,
+    join,
+    mount,
+    pod_failure_policy,
+    pvc_volume,
+    resources,
+)
+from kubesft.operator.security import container_security_context, pod_security_context
+
+DATA_DIR = "/data"
+SOURCE_DIR = "/source"
+EVAL_SOURCE_DIR = "/eval-source"
+
+
+def storage(dataset: SFTDataset, config: OperatorConfig) -> PVCLocation:
+    """Where this generation's prepared data goes."""
+    name, generation = dataset.metadata.name or "", dataset.metadata.generation or 1
+    base = dataset.spec.storage
+    claim = base.claim_name if base else config.data_claim
+    return PVCLocation(
+        claim_name=claim, path=names.dataset_path(name, generation, base.path if base else "")
+    )
+
+
+def _mounted_source(
+    source: DataSource, volume: str, path: str
+) -> tuple[list[Any], list[Any], str | None]:
+    """Volumes, mounts and the local path for ConfigMap and PVC sources (others: none)."""
+    if source.config_map:
+        cm = source.config_map
+        vol = {
+            "name": volume,
+            "configMap": {"name": cm.name, "items": [{"key": cm.key, "path": cm.key}]},
+        }
+        return [vol], [mount(volume, path, read_only=True)], f"{path}/{cm.key}"
+    if source.pvc:
+        vol = pvc_volume(volume, source.pvc.claim_name, read_only=True)
+        return [vol], [mount(volume, path, read_only=True)], join(path, source.pvc.path)
+    return [], [], None
+
+
+def _source_env(source: DataSource | None) -> list[dict[str, Any]]:
+    if source is None:
+        return []
+    if source.hf and source.hf.token_secret_ref:
+        return [env_secret("HF_TOKEN", source.hf.token_secret_ref)]
+    if source.url:
+        return aws_env(source.url.credentials_secret_ref)
+    return []
+
+
+def build_config_map(dataset: SFTDataset) -> dict[str, Any]:
+    name, generation = dataset.metadata.name or "", dataset.metadata.generation or 1
+    spec_json = json.dumps(dataset.spec.model_dump(by_alias=True, mode="json"), sort_keys=True)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": child_metadata(
+            names.prepare_config(name, generation),
+            dataset.metadata.namespace or "",
+            names.dataset_labels(name),
+            owner_reference("SFTDataset", dataset.metadata),
+        ),
+        "data": {"dataset.json": spec_json},
+    }
+
+
+def prepare_command(dataset: SFTDataset, config: OperatorConfig) -> list[str]:
+    out = join(DATA_DIR, storage(dataset, config).path)
+    cmd = [
+        config.python,
+        "-m",
+        "kubesft_trainer",
+        "prepare",
+        "--spec",
+        f"{CONFIG_DIR}/dataset.json",
+    ]
+    cmd += ["--output", out, "--termination-log", TERMINATION_LOG]
+    _, _, source_path = _mounted_source(dataset.spec.source, "source", SOURCE_DIR)
+    if source_path:
+        cmd += ["--source-path", source_path]
+    eval_source = dataset.spec.split.eval_source
+    if eval_source:
+        _, _, eval_path = _mounted_source(eval_source, "eval-source", EVAL_SOURCE_DIR)
+        if eval_path:
+            cmd += ["--eval-source-path", eval_path]
+    return cmd
+
+
+def build_job(dataset: SFTDataset, config: OperatorConfig) -> dict[str, Any]:
+    spec, name = dataset.spec, dataset.metadata.name or ""
+    generation = dataset.metadata.generation or 1
+    store = storage(dataset, config)
+    volumes = [
+        config_volume("config", names.prepare_config(name, generation)),
+        pvc_volume("data", store.claim_name),
+    ]
+    mounts = [mount("config", CONFIG_DIR, read_only=True), mount("data", DATA_DIR)]
+    for source, volume, path in (
+        (spec.source, "source", SOURCE_DIR),
+        (spec.split.eval_source, "eval-source", EVAL_SOURCE_DIR),
+    ):
+        if source is not None:
+            vols, mnts, _ = _mounted_source(source, volume, path)
+            volumes += vols
+            mounts += mnts
+    container = {
+        "name": names.PREPARE_CONTAINER,
+        "image": spec.image or config.trainer_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": prepare_command(dataset, config),
+        "env": [
+            env_value("PYTHONUNBUFFERED", "1"),
+            *_source_env(spec.source),
+            *_source_env(spec.split.eval_source),
+        ],
+        "resources": resources(config.prepare_cpu, config.prepare_memory),
+        "volumeMounts": mounts,
+        "securityContext": container_security_context(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": child_metadata(
+            names.prepare_job(name, generation),
+            dataset.metadata.namespace or "",
+            names.dataset_labels(name),
+            owner_reference("SFTDataset", dataset.metadata),
+        ),
+        "spec": {
+            "backoffLimit": config.prepare_backoff_limit,
+            "ttlSecondsAfterFinished": config.prepare_ttl_seconds,
+            "podFailurePolicy": pod_failure_policy(names.PREPARE_CONTAINER),
+            "template": {
+                "metadata": {"labels": names.dataset_labels(name)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security_context(config.run_as_user),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }

@@ -1,0 +1,145 @@
+"""Thin, explicit access to the objects the operator reads and writes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from kubesft.api import GROUP, VERSION
+
+log = logging.getLogger("kubesft.operator")
+
+Manifest = dict[str, Any]
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Kube:
+    """The API calls kubesft makes, each named for what it does; objects are plain dicts."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    def _plain(self, obj: Any) -> Manifest:
+        out: Manifest = self.api.sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
+        return out
+
+    def _ops(self, kind: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        table: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+            "ConfigMap": (
+                self.core.create_namespaced_config_map,
+                self.core.read_namespaced_config_map,
+            ),
+            "Service": (self.core.create_namespaced_service, self.core.read_namespaced_service),
+            "ServiceAccount": (
+                self.core.create_namespaced_service_account,
+                self.core.read_namespaced_service_account,
+            ),
+            "Role": (self.rbac.create_namespaced_role, self.rbac.read_namespaced_role),
+            "RoleBinding": (
+                self.rbac.create_namespaced_role_binding,
+                self.rbac.read_namespaced_role_binding,
+            ),
+            "Job": (self.batch.create_namespaced_job, self.batch.read_namespaced_job),
+        }
+        return table[kind]
+
+    def ensure(self, manifest: Manifest) -> Manifest:
+        """Create the object, or return the existing one of that name (never duplicate)."""
+        create, read = self._ops(manifest["kind"])
+        meta = manifest["metadata"]
+        try:
+            return self._plain(create(meta["namespace"], manifest))
+        except ApiException as err:
+            if err.status != 409:
+                raise
+        return self._plain(read(meta["name"], meta["namespace"]))
+
+    def get(self, kind: str, namespace: str, name: str) -> Manifest | None:
+        _, read = self._ops(kind)
+        try:
+            return self._plain(read(name, namespace))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def job_pods(self, namespace: str, job_name: str) -> list[Manifest]:
+        pods = self.core.list_namespaced_pod(
+            namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}"
+        )
+        return [self._plain(p) for p in pods.items]
+
+    def patch_job(self, namespace: str, name: str, patch: Manifest) -> None:
+        self.batch.patch_namespaced_job(name, namespace, patch)
+
+    def set_owner(self, kind: str, namespace: str, name: str, owner: Manifest) -> None:
+        body = {"metadata": {"ownerReferences": [owner]}}
+        if kind == "ConfigMap":
+            self.core.patch_namespaced_config_map(name, namespace, body)
+        else:
+            raise ValueError(f"re-parenting {kind} is not supported")
+
+    # Custom resources -------------------------------------------------------------
+
+    def get_custom(self, plural: str, namespace: str, name: str) -> Manifest | None:
+        try:
+            obj: Any = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name
+            )
+            return dict(obj)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def list_custom(self, plural: str, namespace: str | None) -> list[Manifest]:
+        res: Any
+        if namespace:
+            res = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        else:
+            res = self.custom.list_cluster_custom_object(GROUP, VERSION, plural)
+        items: list[Manifest] = res.get("items", [])
+        return items
+
+    def patch_status(self, plural: str, namespace: str, name: str, status: Manifest) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, plural, name, {"status": status}
+        )
+
+    def event(self, obj: Manifest, type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on a kubesft object (`kubectl describe` shows it)."""
+        meta = obj["metadata"]
+        now = datetime.now(timezone.utc).isoformat()
+        body: Any = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": obj["apiVersion"],
+                "kind": obj["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "kubesft-operator"},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(meta["namespace"], body)
+        except ApiException as err:  # events are best effort
+            log.warning("could not record event %s on %s: %s", reason, meta["name"], err.reason)

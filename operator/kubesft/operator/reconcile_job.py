@@ -1,0 +1,120 @@
+"""SFTJob: wait for data, check feasibility, create the trainer's children, mirror status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kubesft.api import SFT_DATASET, SFT_JOB, ObjectMeta, SFTDataset, SFTJob, parse_object
+from kubesft.api.job_status import TERMINAL_PHASES
+from kubesft.operator import build_trainer, names
+from kubesft.operator.config import OperatorConfig
+from kubesft.operator.derive_job import JobFacts, derive_job_status
+from kubesft.operator.feasibility import assess
+from kubesft.operator.kube import Kube, Manifest, now_rfc3339
+from kubesft.operator.observe import ObservedJob, observe_job
+from kubesft.operator.owner import owner_reference
+from kubesft.operator.pod_parts import parse_location
+from kubesft.operator.status_patch import changed_fields, status_dict
+
+log = logging.getLogger("kubesft.operator")
+
+
+def _dataset(kube: Kube, job: SFTJob) -> SFTDataset | None:
+    raw = kube.get_custom(SFT_DATASET.plural, job.metadata.namespace or "", job.spec.dataset.name)
+    if raw is None:
+        return None
+    dataset = parse_object(raw)
+    assert isinstance(dataset, SFTDataset)
+    return dataset
+
+
+def _create_children(
+    kube: Kube, job: SFTJob, dataset: SFTDataset, config: OperatorConfig
+) -> Manifest:
+    """ServiceAccount/RBAC → (Service) → ConfigMap → Job, each create-or-get by name."""
+    assert dataset.status is not None and dataset.status.location is not None
+    inputs = build_trainer.TrainerInputs(
+        dataset=parse_location(dataset.status.location),
+        dataset_fingerprint=dataset.status.fingerprint,
+        config=config,
+    )
+    for manifest in build_trainer.build_rbac(job):
+        kube.ensure(manifest)
+    if job.spec.resources.nodes > 1:
+        kube.ensure(build_trainer.build_service(job))
+    kube.ensure(build_trainer.build_config_map(job, inputs))
+    created = kube.ensure(build_trainer.build_job(job, inputs))
+    kube.event(
+        job.to_dict(), "Normal", "Created", f"created trainer Job {created['metadata']['name']}"
+    )
+    return created
+
+
+def _adopt_config(kube: Kube, job: SFTJob, trainer: Manifest) -> None:
+    """Hand the ConfigMap to the Job, so TTL cleanup of the Job removes it too."""
+    ns, name = job.metadata.namespace or "", job.metadata.name or ""
+    cm = kube.get("ConfigMap", ns, names.trainer_config(name))
+    owners = (cm or {}).get("metadata", {}).get("ownerReferences") or []
+    if cm is not None and not any(o.get("kind") == "Job" for o in owners):
+        owner = owner_reference("Job", ObjectMeta.model_validate(trainer["metadata"]), "batch/v1")
+        kube.set_owner("ConfigMap", ns, names.trainer_config(name), owner)
+
+
+def _sync_suspend(kube: Kube, job: SFTJob, trainer: Manifest) -> None:
+    """spec.suspend drives Job.spec.suspend; with Kueue, only suspending is ours to do."""
+    current = bool(trainer.get("spec", {}).get("suspend"))
+    queued = bool(names.passthrough_labels(job.metadata.labels))
+    desired = job.spec.suspend or (queued and current)
+    if desired != current:
+        kube.patch_job(
+            job.metadata.namespace or "",
+            trainer["metadata"]["name"],
+            {"spec": {"suspend": desired}},
+        )
+        trainer.setdefault("spec", {})["suspend"] = desired
+
+
+def _observe(kube: Kube, trainer: Manifest | None) -> ObservedJob | None:
+    if trainer is None:
+        return None
+    ns, name = trainer["metadata"]["namespace"], trainer["metadata"]["name"]
+    return observe_job(trainer, kube.job_pods(ns, name), names.TRAINER_CONTAINER)
+
+
+def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str) -> str | None:
+    """Converge one SFTJob; returns its phase (None when it is gone)."""
+    raw = kube.get_custom(SFT_JOB.plural, namespace, name)
+    if raw is None:
+        return None
+    job = parse_object(raw)
+    assert isinstance(job, SFTJob)
+    if job.status is not None and job.status.phase in TERMINAL_PHASES:
+        return job.status.phase  # finished: never re-run, even when TTL removed the children
+    dataset = _dataset(kube, job)
+    trainer = kube.get("Job", namespace, names.trainer_job(name))
+    if trainer is None:
+        infeasible = assess(job, config).problem
+        status = derive_job_status(job, JobFacts(dataset, None, infeasible), now_rfc3339())
+        if status.phase == "Pending" and dataset is not None:
+            trainer = _create_children(kube, job, dataset, config)
+    if trainer is not None:
+        _sync_suspend(kube, job, trainer)
+        _adopt_config(kube, job, trainer)
+        status = derive_job_status(job, JobFacts(dataset, _observe(kube, trainer)), now_rfc3339())
+    return _write_status(kube, raw, job, status)
+
+
+def _write_status(kube: Kube, raw: Manifest, job: SFTJob, status: Any) -> str:
+    namespace, name = job.metadata.namespace or "", job.metadata.name or ""
+    old = status_dict(job.status)
+    patch = changed_fields(old, status_dict(status))
+    if patch:
+        kube.patch_status(SFT_JOB.plural, namespace, name, patch)
+    if old.get("phase") != status.phase:
+        latest = max(status.conditions, key=lambda c: c.last_transition_time or "", default=None)
+        message = latest.message if latest and latest.message else status.phase
+        kind = "Warning" if status.phase == "Failed" else "Normal"
+        kube.event(raw, kind, status.phase, message)
+        log.info("SFTJob %s/%s: %s (%s)", namespace, name, status.phase, message)
+    return str(status.phase)

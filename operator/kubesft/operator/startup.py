@@ -1,0 +1,36 @@
+"""Wiring: API client, configuration and metrics endpoint of a running operator."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from kubernetes import client, config
+from prometheus_client import start_http_server
+
+from kubesft.operator.config import OperatorConfig
+from kubesft.operator.kube import Kube
+from kubesft.operator.reconciler import Reconciler
+
+log = logging.getLogger("kubesft.operator")
+
+
+def api_client() -> client.ApiClient:
+    """In-cluster credentials in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    ):
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=os.environ.get("KUBECONFIG")
+    )
+    return api
+
+
+def make_reconciler() -> Reconciler:
+    settings = OperatorConfig.from_env()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
+        log.info("metrics on :%d/metrics", settings.metrics_port)
+    return Reconciler(Kube(api_client()), settings)
