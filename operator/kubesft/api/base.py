@@ -70,6 +70,11 @@ class APIModel(BaseModel):
                 )
         return self
 
+    def to_manifest(self) -> dict[str, Any]:
+        """camelCase dict of what was set (defaults left out), so it validates again as is."""
+        out: dict[str, Any] = self.model_dump(by_alias=True, mode="json", exclude_unset=True)
+        return out
+
     def given(self, field: str) -> bool:
         """Whether the user set `field` (as opposed to it taking its default)."""
         return field in self.model_fields_set

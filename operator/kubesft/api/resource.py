@@ -28,7 +28,10 @@ class Resource(BaseModel, Generic[SpecT, StatusT]):
     status: StatusT | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        out: dict[str, Any] = self.model_dump(
+            by_alias=True, exclude_none=True, exclude_unset=True, mode="json"
+        )
+        return out
 
 
 class SFTDataset(Resource[SFTDatasetSpec, SFTDatasetStatus]):

@@ -70,7 +70,7 @@ def _source_env(source: DataSource | None) -> list[dict[str, Any]]:
 
 def build_config_map(dataset: SFTDataset) -> dict[str, Any]:
     name, generation = dataset.metadata.name or "", dataset.metadata.generation or 1
-    spec_json = json.dumps(dataset.spec.model_dump(by_alias=True, mode="json"), sort_keys=True)
+    spec_json = json.dumps(dataset.spec.to_manifest(), sort_keys=True)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -72,7 +72,11 @@ def trainer_config(job: SFTJob, inputs: TrainerInputs) -> TrainerConfig:
 
 def build_config_map(job: SFTJob, inputs: TrainerInputs) -> dict[str, Any]:
     name = job.metadata.name or ""
-    payload = trainer_config(job, inputs).model_dump(by_alias=True, mode="json")
+    config = trainer_config(job, inputs)
+    payload = {
+        "spec": config.spec.to_manifest(),
+        "runtime": config.runtime.model_dump(by_alias=True, mode="json"),
+    }
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -88,9 +88,16 @@ def test_dataset_defaults() -> None:
 def test_round_trip_keeps_camel_case_and_status() -> None:
     job = minimal_job()
     data = job.to_dict()
-    assert "maxSeqLength" in data["spec"]["training"]
+    assert data["spec"]["dataset"] == {"name": "d"}
     again = parse_object(data)
-    assert again == job
+    assert again == job and again.spec.training.max_seq_length == 2048
+
+
+def test_batch_tokens_spec_round_trips() -> None:
+    job = minimal_job().to_dict()
+    job["spec"]["training"] = {"globalBatchTokens": 65536}
+    parsed = parse_object(job)
+    assert parse_object(parsed.to_dict()) == parsed
 
 
 def test_status_ignores_unknown_fields() -> None:
