@@ -86,8 +86,10 @@ class Kube:
 
     def set_owner(self, kind: str, namespace: str, name: str, owner: Manifest) -> None:
         body = {"metadata": {"ownerReferences": [owner]}}
-        if kind == "ConfigMap":
-            self.core.patch_namespaced_config_map(name, namespace, body)
+        if kind == "ConfigMap":  # a merge patch replaces the list (strategic would append)
+            self.core.patch_namespaced_config_map(
+                name, namespace, body, _content_type="application/merge-patch+json"
+            )
         else:
             raise ValueError(f"re-parenting {kind} is not supported")
 

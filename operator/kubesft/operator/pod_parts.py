@@ -84,7 +84,7 @@ def resources(
         amounts["memory"] = memory
     for name, count in (extended or {}).items():
         if count:
-            amounts[name] = count
+            amounts[name] = str(count)  # quantities are strings in the API
     return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
 
 

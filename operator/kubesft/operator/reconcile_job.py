@@ -5,7 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kubesft.api import SFT_DATASET, SFT_JOB, ObjectMeta, SFTDataset, SFTJob, parse_object
+from kubesft.api import (
+    SFT_DATASET,
+    SFT_JOB,
+    ObjectMeta,
+    SFTDataset,
+    SFTJob,
+    SFTJobStatus,
+    parse_object,
+)
 from kubesft.api.job_status import TERMINAL_PHASES
 from kubesft.operator import build_trainer, names
 from kubesft.operator.config import OperatorConfig
@@ -91,6 +99,7 @@ def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str)
     assert isinstance(job, SFTJob)
     if job.status is not None and job.status.phase in TERMINAL_PHASES:
         return job.status.phase  # finished: never re-run, even when TTL removed the children
+    old = status_dict(job.status)
     dataset = _dataset(kube, job)
     trainer = kube.get("Job", namespace, names.trainer_job(name))
     if trainer is None:
@@ -98,16 +107,16 @@ def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str)
         status = derive_job_status(job, JobFacts(dataset, None, infeasible), now_rfc3339())
         if status.phase == "Pending" and dataset is not None:
             trainer = _create_children(kube, job, dataset, config)
+            job.status = status  # keep DatasetReady/Feasible for the derivation below
     if trainer is not None:
         _sync_suspend(kube, job, trainer)
         _adopt_config(kube, job, trainer)
         status = derive_job_status(job, JobFacts(dataset, _observe(kube, trainer)), now_rfc3339())
-    return _write_status(kube, raw, job, status)
+    return _write_status(kube, raw, old, status)
 
 
-def _write_status(kube: Kube, raw: Manifest, job: SFTJob, status: Any) -> str:
-    namespace, name = job.metadata.namespace or "", job.metadata.name or ""
-    old = status_dict(job.status)
+def _write_status(kube: Kube, raw: Manifest, old: dict[str, Any], status: SFTJobStatus) -> str:
+    namespace, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
     patch = changed_fields(old, status_dict(status))
     if patch:
         kube.patch_status(SFT_JOB.plural, namespace, name, patch)

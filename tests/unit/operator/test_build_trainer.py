@@ -31,7 +31,7 @@ def test_single_gpu_job_runs_the_trainer_with_restricted_security() -> None:
         "--config",
         "/etc/kubesft/config.json",
     ]
-    assert c["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    assert c["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"] == {
         "type": "RuntimeDefault"
     }
@@ -157,5 +157,5 @@ def test_scheduling_knobs_pass_through() -> None:
     assert pod["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert pod["affinity"] == {"nodeAffinity": {}}
     res = container(j)["resources"]
-    assert res["limits"] == {"cpu": "8", "memory": "64Gi", "amd.com/gpu": 2} == res["requests"]
+    assert res["limits"] == {"cpu": "8", "memory": "64Gi", "amd.com/gpu": "2"} == res["requests"]
     assert container(j)["command"][:2] == ["accelerate", "launch"]
