@@ -25,13 +25,6 @@ def _ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-@pytest.fixture(scope="session")
-def crds_installed(kubectl: Kubectl) -> None:
-    _ok(kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds")))
-    names = [f"crd/{k.crd_name}" for k in KINDS]
-    _ok(kubectl("wait", "--for=condition=Established", "--timeout=60s", *names))
-
-
 def _create(api: client.ApiClient, namespace: str, obj: dict[str, Any]) -> Any:
     plural = SFT_JOB.plural if obj["kind"] == "SFTJob" else SFT_DATASET.plural
     return client.CustomObjectsApi(api).create_namespaced_custom_object(

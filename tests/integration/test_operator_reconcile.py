@@ -10,47 +10,12 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kubesft.api import GROUP, SFT_DATASET, SFT_JOB, VERSION
-from kubesft.operator.config import OperatorConfig
+from kubesft.api import GROUP, SFT_JOB, VERSION
 from kubesft.operator.kube import Kube
 from kubesft.operator.reconcile_dataset import reconcile_dataset
 from kubesft.operator.reconcile_job import reconcile_job
-from tests.integration.test_crds import crds_installed  # noqa: F401  (fixture)
-from tests.support.invalid_manifests import valid_dataset, valid_job
-
-CONFIG = OperatorConfig(trainer_image="kubesft/trainer:test", metrics_port=0)
-
-
-@pytest.fixture
-def kube(kube_api: client.ApiClient, crds_installed: None) -> Kube:  # noqa: F811
-    return Kube(kube_api)
-
-
-def create(kube: Kube, namespace: str, obj: dict[str, Any]) -> None:
-    plural = SFT_JOB.plural if obj["kind"] == "SFTJob" else SFT_DATASET.plural
-    kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, obj)
-
-
-def make_dataset_ready(kube: Kube, namespace: str, name: str = "valid-dataset") -> None:
-    """Stand in for a finished preparation Job (tests/e2e runs the real one)."""
-    kube.patch_status(
-        SFT_DATASET.plural,
-        namespace,
-        name,
-        {
-            "phase": "Ready",
-            "observedGeneration": 1,
-            "fingerprint": "f" * 64,
-            "location": f"pvc://kubesft-data/datasets/{name}/g1",
-        },
-    )
-
-
-def sft_job(namespace: str, name: str = "job", **spec: Any) -> dict[str, Any]:
-    obj = valid_job(name)
-    obj["spec"]["dataset"] = {"name": "valid-dataset"}
-    obj["spec"].update(spec)
-    return obj
+from tests.support.cluster_objects import CONFIG, create, make_dataset_ready, sft_job
+from tests.support.invalid_manifests import valid_dataset
 
 
 def status(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
