@@ -20,6 +20,7 @@ from pathlib import Path
 from kubesft.api.dataset import SFTDatasetSpec
 from kubesft.api.errors import InvalidSpec, validate_model
 from kubesft_trainer import exit_codes
+from kubesft_trainer.config import load_config
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.prepare import DatasetInvalid, prepare_dataset, summarize
 
@@ -80,13 +81,53 @@ def run_prepare(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-# One row per subcommand. `train` registers here too: Subcommand("train", ...).
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, required=True, help='trainer config JSON: {"spec", "runtime"}'
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Fine-tune per an SFTJob spec; results go to runtime.outputDir."""
+    try:
+        config = load_config(args.config)
+    except UserError as err:
+        _write_termination(_termination_log(None), _failure("InvalidSpec", str(err)))
+        raise
+    log = Path(config.runtime.termination_log)
+    try:
+        # Imported here: torch and transformers take seconds, and `prepare` needs neither.
+        from kubesft_trainer.train import train
+
+        summary = train(config)
+    except UserError as err:  # the spec does not fit the data, the model or the node
+        _write_termination(log, _failure("InvalidInput", str(err)))
+        raise
+    except Exception as err:
+        _write_termination(log, _failure("TrainingError", f"{type(err).__name__}: {err}"))
+        raise
+    if summary:
+        print(summary.get("message", "done"))
+    return exit_codes.OK
+
+
+def _failure(reason: str, message: str) -> str:
+    return json.dumps({"phase": "Failed", "reason": reason, "message": message[:1024]})
+
+
+# One row per subcommand.
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand(
         "prepare",
         "validate, dedupe and split an SFTDataset into train/eval JSONL",
         _prepare_arguments,
         run_prepare,
+    ),
+    Subcommand(
+        "train",
+        "fine-tune a model on a prepared dataset as an SFTJob spec says",
+        _train_arguments,
+        run_train,
     ),
 )
 

@@ -1,0 +1,129 @@
+"""A tiny prepared dataset, a trainer config and a way to run the trainer CLI, for tests.
+
+The config trains the tiny Llama of `tiny_model.py` in fp32 on CPU with small settings, so
+a whole run (tokenize, train, eval, checkpoint, save) takes seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.support.tiny_model import WORDS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def sentence(rng: random.Random, low: int, high: int) -> str:
+    return " ".join(rng.choices(WORDS, k=rng.randint(low, high)))
+
+
+def write_prepared_dataset(directory: Path, train: int = 16, evals: int = 4) -> Path:
+    """train.jsonl and eval.jsonl of chat examples of varied lengths, as `prepare` writes."""
+    rng = random.Random(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, count in (("train", train), ("eval", evals)):
+        with (directory / f"{name}.jsonl").open("w", encoding="utf-8") as fh:
+            for _ in range(count):
+                messages = [
+                    {"role": "user", "content": sentence(rng, 2, 8)},
+                    {"role": "assistant", "content": sentence(rng, 1, 10)},
+                ]
+                fh.write(json.dumps({"messages": messages}) + "\n")
+    return directory
+
+
+BASE_SPEC: dict[str, Any] = {
+    "model": {"name": "tiny-llama", "source": "pvc", "pvc": {"claimName": "models"}},
+    "dataset": {"name": "tiny"},
+    "method": {"type": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+    "training": {
+        "maxSteps": 4,
+        "learningRate": 1e-2,
+        "warmupRatio": 0.0,
+        "microBatchSize": 1,
+        "gradientAccumulation": 2,
+        "maxSeqLength": 64,
+        "precision": "fp32",
+        "seed": 7,
+    },
+    "evaluation": {"samples": 1, "maxNewTokens": 4},
+    "checkpoints": {"everySteps": 1000},
+    "output": {"pvc": {"claimName": "out"}},
+}
+
+
+def trainer_config(
+    model_dir: Path, dataset_dir: Path, output_dir: Path, **sections: dict[str, Any]
+) -> dict[str, Any]:
+    """A TrainerConfig document; each keyword updates that spec section (`training={...}`).
+
+    A value of None removes the key, e.g. `method={"type": "full", "lora": None}`.
+    """
+    spec = copy.deepcopy(BASE_SPEC)
+    for name, values in sections.items():
+        merged = {**spec.get(name, {}), **values}
+        spec[name] = {key: value for key, value in merged.items() if value is not None}
+    runtime = {
+        "outputDir": str(output_dir),
+        "datasetDir": str(dataset_dir),
+        "modelPath": str(model_dir),
+        "terminationLog": str(output_dir.parent / f"{output_dir.name}.termination-log"),
+        "progressIntervalSeconds": 0,
+    }
+    return {"spec": spec, "runtime": runtime}
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return path
+
+
+def trainer_env(**extra: str) -> dict[str, str]:
+    """Environment for a trainer subprocess: the repo importable, one thread, no hub."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(REPO / "trainer-image")]),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        **extra,
+    }
+    return env
+
+
+def trainer_command(config_path: Path, nproc: int = 1) -> list[str]:
+    """`python -m kubesft_trainer train`, under torchrun on localhost when `nproc` > 1."""
+    if nproc == 1:
+        return [sys.executable, "-m", "kubesft_trainer", "train", "--config", str(config_path)]
+    return [
+        *(sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"),
+        *("--nnodes=1", "--master-addr=127.0.0.1", f"--master-port={free_port()}"),
+        *("-m", "kubesft_trainer", "train", "--config", str(config_path)),
+    ]
+
+
+def run_trainer(
+    config_path: Path, *, nproc: int = 1, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        trainer_command(config_path, nproc),
+        env=trainer_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,260 @@
+"""The training loop: optimizer steps with exact token-weighted loss, eval, checkpoints.
+
+Loss of an optimizer step = (sum of token losses over all its micro-batches on all ranks)
+/ (label tokens of the whole step). The step's label-token count is all-reduced before
+any backward pass; each micro-batch then back-propagates `summed_loss * W / count`, and
+DDP's averaging of gradients over the W ranks cancels the factor W. So a step's gradient
+does not depend on how its examples are split into micro-batches or ranks, and long
+examples weigh by their tokens, not by their batch. Accelerate's own accumulation is not
+used: it divides by the number of micro-batches, which is exactly the bias avoided here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional
+from transformers import get_scheduler
+
+from kubesft.api.job import SFTJobSpec
+from kubesft_trainer import checkpoint, evaluate
+from kubesft_trainer.checkpoint import Progress
+from kubesft_trainer.config import RunPlan
+from kubesft_trainer.data import Batch, MicroBatchPlan, collate, step_micro_batches
+from kubesft_trainer.evaluate import EvalResult
+from kubesft_trainer.exit_codes import UserError
+from kubesft_trainer.masking import IGNORE_INDEX, TokenizedExample
+
+TEST_SLEEP_AFTER_STEP = "KUBESFT_TEST_SLEEP_AFTER_STEP"
+"""Test hook: after this step (and its checkpoint) the trainer sleeps, to be killed there."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One optimizer step seen from all ranks."""
+
+    loss: float
+    label_tokens: int
+    tokens: int
+    grad_norm: float | None
+
+
+@dataclass
+class Session:
+    """Everything the loop drives; built by `train.py`, identical in shape on every rank."""
+
+    spec: SFTJobSpec
+    plan: RunPlan
+    accelerator: Any
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    attn_implementation: str
+    train_examples: Sequence[TokenizedExample]
+    micro_batches: MicroBatchPlan
+    eval_batches: Callable[[], Iterable[Batch]] | None
+    """This rank's share of the eval split, batched afresh per call; None: no eval split."""
+    pad_id: int
+    output_dir: Path
+    reporter: Any = None  # report.Reporter on the main process only
+    last_eval: EvalResult | None = None
+    last_eval_step: int | None = None
+
+
+def summed_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Sum of next-token cross-entropy over graded tokens (labels != -100), in fp32."""
+    targets = labels[:, 1:]
+    graded = targets != IGNORE_INDEX
+    # Select graded positions before upcasting: (N, V) in fp32 instead of (T, V).
+    scores = logits[:, :-1][graded].float()
+    return functional.cross_entropy(scores, targets[graded], reduction="sum")
+
+
+def backward_step(
+    accelerator: Any, model: Any, batches: Sequence[Batch], attn_implementation: str
+) -> StepResult:
+    """Accumulate the gradient of one optimizer step's loss over its micro-batches."""
+    acc = accelerator
+    local = torch.tensor(
+        [sum(b.num_label_tokens for b in batches), sum(_real_tokens(b) for b in batches)],
+        device=acc.device,
+    )
+    label_tokens, tokens = (int(n) for n in acc.reduce(local, reduction="sum").tolist())
+    scale = acc.num_processes / max(label_tokens, 1)
+    loss_sum = torch.zeros((), device=acc.device)
+    for index, batch in enumerate(batches):
+        # Gradients are all-reduced once, on the step's last micro-batch.
+        last = index == len(batches) - 1
+        with nullcontext() if last else acc.no_sync(model):
+            inputs = _to_device(batch.model_inputs(attn_implementation), acc.device)
+            logits = model(**inputs).logits
+            summed = summed_token_loss(logits, batch.labels.to(logits.device))
+            acc.backward(summed * scale)
+        loss_sum += summed.detach()
+    total = float(acc.reduce(loss_sum, reduction="sum"))
+    return StepResult(total / max(label_tokens, 1), label_tokens, tokens, grad_norm=None)
+
+
+def train_step(session: Session, batches: Sequence[Batch]) -> StepResult:
+    """One optimizer step: accumulate, clip, step the optimizer and the schedule."""
+    acc = session.accelerator
+    result = backward_step(acc, session.model, batches, session.attn_implementation)
+    norm = acc.clip_grad_norm_(session.model.parameters(), session.spec.training.max_grad_norm)
+    session.optimizer.step()
+    if not acc.optimizer_step_was_skipped:  # fp16 overflow: the step did not happen
+        session.scheduler.step()
+    session.optimizer.zero_grad(set_to_none=True)
+    return replace(result, grad_norm=float(norm) if norm is not None else None)
+
+
+def train_loop(session: Session, progress: Progress) -> Progress:
+    """Run optimizer steps from `progress` to the plan's end (or early stop)."""
+    plan = session.plan
+    session.model.train()
+    while progress.step < plan.total_steps:
+        started = time.perf_counter()
+        groups, position = step_micro_batches(
+            session.micro_batches, progress.position, plan.gradient_accumulation
+        )
+        batches = [
+            collate(session.train_examples, g, session.spec.training.packing, session.pad_id)
+            for g in groups
+        ]
+        result = train_step(session, batches)
+        progress = replace(progress, step=progress.step + 1, position=position, eval_loss=None)
+        _report_progress(session, progress.step, result, time.perf_counter() - started)
+        if progress.step % plan.eval_every == 0 or progress.step == plan.total_steps:
+            progress = _evaluate(session, progress)
+        if progress.step % plan.checkpoint_every == 0:
+            _save_checkpoint(session, progress)
+        _test_sleep(progress.step)
+        if _should_stop_early(session.spec, progress):
+            break
+    return progress
+
+
+def evaluate_all_ranks(session: Session) -> EvalResult | None:
+    """Eval metrics over the whole eval split: each rank scores its share, sums are reduced."""
+    if session.eval_batches is None:
+        return None
+    acc = session.accelerator
+    model = acc.unwrap_model(session.model)
+    loss_sum, correct, count = evaluate.loss_sums(
+        model, session.eval_batches(), session.attn_implementation
+    )
+    sums = torch.tensor([loss_sum, correct, count], dtype=torch.float64, device=acc.device)
+    loss_sum, correct, count = acc.reduce(sums, reduction="sum").tolist()
+    return EvalResult.from_sums(loss_sum, int(correct), int(count))
+
+
+def _evaluate(session: Session, progress: Progress) -> Progress:
+    """Evaluate and update the early-stopping counters."""
+    result = evaluate_all_ranks(session)
+    if result is None:
+        return progress
+    session.last_eval, session.last_eval_step = result, progress.step
+    if session.reporter is not None:
+        session.reporter.eval(progress.step, result)
+    stopping = session.spec.training.early_stopping
+    min_delta = stopping.min_delta if stopping is not None else 0.0
+    best = progress.best_eval_loss
+    improved = best is None or result.loss < best - min_delta
+    return replace(
+        progress,
+        eval_loss=result.loss,
+        best_eval_loss=result.loss if best is None else min(best, result.loss),
+        evals_without_improvement=0 if improved else progress.evals_without_improvement + 1,
+    )
+
+
+def _should_stop_early(spec: SFTJobSpec, progress: Progress) -> bool:
+    stopping = spec.training.early_stopping
+    return stopping is not None and progress.evals_without_improvement >= stopping.patience
+
+
+def _report_progress(session: Session, step: int, result: StepResult, seconds: float) -> None:
+    if session.reporter is None:
+        return
+    session.reporter.progress(
+        step=step,
+        total_steps=session.plan.total_steps,
+        epoch=session.plan.epoch_at(step),
+        tokens_per_second=result.tokens / seconds if seconds > 0 else 0.0,
+        train_loss=result.loss,
+        learning_rate=session.scheduler.get_last_lr()[0],
+        grad_norm=result.grad_norm,
+    )
+
+
+def _save_checkpoint(session: Session, progress: Progress) -> None:
+    kept = session.spec.checkpoints
+    record = checkpoint.save_checkpoint(
+        session.accelerator,
+        session.model,
+        session.optimizer,
+        session.scheduler,
+        session.output_dir,
+        progress,
+        keep=kept.keep,
+        keep_best=kept.keep_best,
+    )
+    if session.reporter is not None:
+        on_disk = [r.path for r in checkpoint.list_checkpoints(session.output_dir)]
+        session.reporter.checkpoint(record.step, record.path, record.eval_loss, kept=on_disk)
+
+
+def _test_sleep(step: int) -> None:
+    """Park the process after a given step so a test can kill it at a known point."""
+    if os.environ.get(TEST_SLEEP_AFTER_STEP) == str(step):
+        print(f"{TEST_SLEEP_AFTER_STEP}: sleeping after step {step}", flush=True)
+        time.sleep(3600)
+
+
+def build_optimizer(model: Any, spec: SFTJobSpec, learning_rate: float) -> torch.optim.Optimizer:
+    """AdamW (or 8-bit AdamW, or SGD) over trainable weights; no decay on biases and norms."""
+    training = spec.training
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": training.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    if training.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=learning_rate)
+    if training.optimizer == "adamw_8bit":
+        if not torch.cuda.is_available():
+            raise UserError(
+                "spec.training.optimizer adamw_8bit needs a CUDA GPU (bitsandbytes); "
+                "use adamw on CPU-only nodes"
+            )
+        import bitsandbytes
+
+        optimizers: Any = bitsandbytes.optim
+        return optimizers.AdamW8bit(groups, lr=learning_rate)  # type: ignore[no-any-return]
+    return torch.optim.AdamW(groups, lr=learning_rate)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, spec: SFTJobSpec, plan: RunPlan) -> Any:
+    """Learning-rate schedule over the planned steps (warmup, then cosine/linear/constant)."""
+    return get_scheduler(
+        spec.training.scheduler,
+        optimizer,
+        num_warmup_steps=plan.warmup_steps,
+        num_training_steps=plan.total_steps,
+    )
+
+
+def _real_tokens(batch: Batch) -> int:
+    mask = getattr(batch, "attention_mask", None)
+    return int(mask.sum()) if mask is not None else int(batch.input_ids.numel())
+
+
+def _to_device(inputs: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}

@@ -1,0 +1,376 @@
+"""`train`: the SFT recipe, top to bottom.
+
+config → tokenizer and data → preflight → model → resume or start → eval and samples
+before → training loop (progress, eval, checkpoints) → final eval and samples after →
+outputs (adapter or model, tokenizer, chat template, resolved config; merged model if
+asked) → summary. Run by every rank under `accelerate launch`; only the main process
+reports and writes outputs. One run per process: accelerate's state is process-global.
+
+Output directory:
+- `model/`: adapter (lora/qlora) or full model as safetensors, tokenizer, chat_template.jinja
+- `merged/`: base model with the adapter merged in (`spec.output.mergeAdapter`)
+- `config.json`: the resolved trainer config (defaults applied) and the run plan
+- `preflight.json`: token statistics and the GPU memory estimate
+- `checkpoints/step-N/`, `metrics.jsonl`, `eval.json`, `loss.png`, `progress.json`
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from kubesft.api.runtime import TrainerConfig
+from kubesft_trainer import checkpoint, data, evaluate, preflight, report
+from kubesft_trainer.checkpoint import Progress
+from kubesft_trainer.config import HALF_DTYPES, Precision, RunPlan, plan_run, resolve_precision
+from kubesft_trainer.data import DataPosition, MicroBatchPlan
+from kubesft_trainer.loop import (
+    Session,
+    build_optimizer,
+    build_scheduler,
+    evaluate_all_ranks,
+    train_loop,
+)
+from kubesft_trainer.model import (
+    ModelSource,
+    describe_base_model,
+    load_model,
+    load_tokenizer,
+    model_source,
+    peft_quietly,
+)
+
+MODEL_DIR = "model"
+MERGED_DIR = "merged"
+CONFIG_FILE = "config.json"
+PROGRESS_FILE = "progress.json"
+PREFLIGHT_FILE = "preflight.json"
+PREFLIGHT_STATUS = ("estimatedGpuMemoryGiB", "estimatedTokens", "truncatedFraction")
+"""Preflight fields of the status; the whole estimate is in preflight.json."""
+SAMPLES_BEFORE_FILE = "samples_before.json"
+"""Answers of the untrained model, kept so a resumed run can still compare before/after."""
+
+
+@dataclasses.dataclass
+class RunInputs:
+    """Tokenizer, data and plan: everything known before the model is loaded."""
+
+    tokenizer: Any
+    chat_template: str
+    train: data.TokenizedSplit
+    eval: data.TokenizedSplit
+    eval_rows: list[dict[str, Any]]
+    micro_batches: MicroBatchPlan
+    plan: RunPlan
+    preflight: dict[str, Any]
+
+
+def train(config: TrainerConfig) -> dict[str, Any]:
+    """Run the whole recipe; returns the summary (status fields) on the main process."""
+    spec = config.spec
+    accelerator, precision = start_accelerator(config)
+    set_seed(spec.training.seed)  # the same adapter initialization on every rank
+    source = model_source(spec, config.runtime)
+    inputs = load_inputs(config, source, accelerator, precision)
+    session = build_session(config, inputs, source, accelerator, precision)
+    progress = start_or_resume(session)
+    session.reporter = open_reporter(config, accelerator, resume_step=progress.step)
+    prompts, references = evaluate.eval_prompts(inputs.eval_rows, spec.evaluation.samples)
+    before = samples_before(session, inputs, prompts, fresh=progress.step == 0)
+    if progress.step == 0:
+        _evaluate_before(session)
+        set_seed(spec.training.seed + accelerator.process_index)  # dropout/noise differ by rank
+    progress = train_loop(session, progress)
+    final = session.last_eval
+    if session.eval_batches is not None and session.last_eval_step != progress.step:
+        final = evaluate_all_ranks(session)  # resumed after the last step: evaluate again
+    after = _samples(session, inputs, prompts)
+    summary: dict[str, Any] = {}
+    if accelerator.is_main_process:
+        output = save_outputs(config, session, inputs, source)
+        summary = summarize(config, progress, inputs, output, final)
+        if final is not None:
+            report.write_eval_json(
+                session.output_dir, before, after, prompts, final, references=references
+            )
+            summary["evaluation"] = report.evaluation_status(final, prompts, before, after)
+        summary = session.reporter.finish(summary)
+    accelerator.wait_for_everyone()
+    return summary
+
+
+def start_accelerator(config: TrainerConfig) -> tuple[Accelerator, Precision]:
+    """Precision for this machine and the accelerator (process group, device, autocast)."""
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    precision = resolve_precision(config.spec, cuda=cuda, bf16_supported=bf16)
+    # cpu=True lets accelerate form a gloo process group when there is no GPU.
+    return Accelerator(cpu=not cuda, mixed_precision=precision.mixed_precision), precision
+
+
+def build_session(
+    config: TrainerConfig,
+    inputs: RunInputs,
+    source: ModelSource,
+    accelerator: Accelerator,
+    precision: Precision,
+) -> Session:
+    """Load the model and its optimizer and schedule, and hand them to accelerate."""
+    spec = config.spec
+    loaded = load_model(spec, source, precision, device_index=accelerator.local_process_index)
+    optimizer = build_optimizer(loaded.model, spec, inputs.plan.learning_rate)
+    # The schedule is not prepared: accelerate would step it once per process.
+    scheduler = build_scheduler(optimizer, spec, inputs.plan)
+    model, optimizer = accelerator.prepare(loaded.model, optimizer)
+    return Session(
+        spec=spec,
+        plan=inputs.plan,
+        accelerator=accelerator,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        attn_implementation=loaded.attn_implementation,
+        train_examples=inputs.train.examples,
+        micro_batches=inputs.micro_batches,
+        eval_batches=_eval_batches(config, inputs, accelerator),
+        pad_id=inputs.tokenizer.pad_token_id,
+        output_dir=Path(config.runtime.output_dir),
+    )
+
+
+def open_reporter(
+    config: TrainerConfig, accelerator: Accelerator, *, resume_step: int
+) -> report.Reporter | None:
+    """The main process reports; a resumed run continues its metrics.jsonl."""
+    if not accelerator.is_main_process:
+        return None
+    runtime = config.runtime
+    output_dir = Path(runtime.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return report.Reporter(
+        output_dir,
+        report.FileSink(output_dir / PROGRESS_FILE),
+        runtime.termination_log,
+        min_interval_s=runtime.progress_interval_seconds,
+        resume_step=resume_step,
+    )
+
+
+def load_inputs(
+    config: TrainerConfig, source: ModelSource, accelerator: Accelerator, precision: Precision
+) -> RunInputs:
+    """Tokenize both splits, pack, plan the run and estimate its cost before loading weights."""
+    spec, runtime = config.spec, config.runtime
+    training = spec.training
+    tokenizer, template = load_tokenizer(spec, source)
+    dataset_dir = Path(runtime.dataset_dir)
+    train_rows, train_split = data.load_split(dataset_dir, "train", tokenizer, training, template)
+    data.require_examples(train_split, training)
+    eval_rows, eval_split = data.load_split(dataset_dir, "eval", tokenizer, training, template)
+    units = data.build_units(train_split.examples, training)
+    micro_batches = MicroBatchPlan(
+        units,
+        micro_batch_size=training.micro_batch_size,
+        world_size=accelerator.num_processes,
+        rank=accelerator.process_index,
+        seed=training.seed,
+    )
+    plan = plan_run(
+        spec,
+        micro_batches_per_epoch=micro_batches.per_rank,
+        tokens_per_micro_batch=data.tokens_per_micro_batch(
+            train_split.examples, units, training.micro_batch_size
+        ),
+        world_size=accelerator.num_processes,
+        precision=precision,
+    )
+    model_config, num_params = describe_base_model(spec, source)
+    estimate = preflight.run_preflight(
+        spec, tokenizer, train_rows, num_params, model_config=model_config
+    )
+    _warn_if_infeasible(spec, estimate, accelerator)
+    if accelerator.is_main_process:
+        print(
+            f"train: {train_split.rows} examples, {train_split.truncated} truncated to "
+            f"{training.max_seq_length} tokens, {train_split.dropped} dropped (nothing graded); "
+            f"{len(units)} units, {plan.total_steps} steps of {plan.gradient_accumulation} "
+            f"micro-batches on {plan.world_size} rank(s)",
+            flush=True,
+        )
+    return RunInputs(
+        tokenizer, template, train_split, eval_split, eval_rows, micro_batches, plan, estimate
+    )
+
+
+def _warn_if_infeasible(spec: Any, estimate: dict[str, Any], accelerator: Any) -> None:
+    """The estimate is pessimistic by design, so a miss is a warning, not a refusal."""
+    if accelerator.device.type != "cuda":
+        return
+    total = torch.cuda.get_device_properties(accelerator.device).total_memory / 1024**3
+    problem = preflight.check_feasible(
+        estimate, total, gpu_resource_name=spec.resources.gpu_resource_name
+    )
+    if problem and accelerator.is_main_process:
+        print(f"warning: preflight: {problem}", file=sys.stderr, flush=True)
+
+
+def start_or_resume(session: Session) -> Progress:
+    """Resume from the latest complete checkpoint in the output directory, if any."""
+    acc, output_dir = session.accelerator, session.output_dir
+    if acc.is_main_process:
+        checkpoint.remove_incomplete(output_dir)
+    acc.wait_for_everyone()
+    records = checkpoint.list_checkpoints(output_dir)
+    if not records:
+        return Progress(step=0, position=DataPosition(), world_size=acc.num_processes)
+    progress = checkpoint.resume_from(
+        records[-1], acc, session.model, session.optimizer, session.scheduler
+    )
+    if progress.world_size != acc.num_processes:
+        position = progress.position.rescaled(progress.world_size, acc.num_processes)
+        progress = dataclasses.replace(progress, position=position, world_size=acc.num_processes)
+    if acc.is_main_process:
+        print(f"resuming from {records[-1].path} (step {progress.step})", flush=True)
+    return progress
+
+
+def samples_before(
+    session: Session, inputs: RunInputs, prompts: list[dict[str, Any]], *, fresh: bool
+) -> list[str]:
+    """Answers of the untrained model: generated on a fresh start, re-read on resume."""
+    path = session.output_dir / SAMPLES_BEFORE_FILE
+    if fresh:
+        answers = _samples(session, inputs, prompts)
+        if session.accelerator.is_main_process:
+            path.write_text(json.dumps(answers, ensure_ascii=False), encoding="utf-8")
+        return answers
+    if path.exists():
+        return list(json.loads(path.read_text(encoding="utf-8")))
+    return [""] * len(prompts)
+
+
+def _samples(session: Session, inputs: RunInputs, prompts: list[dict[str, Any]]) -> list[str]:
+    """Greedy answers from the main process; the other ranks wait."""
+    answers: list[str] = []
+    acc = session.accelerator
+    if acc.is_main_process and prompts:
+        answers = evaluate.generate_samples(
+            acc.unwrap_model(session.model),
+            inputs.tokenizer,
+            prompts,
+            inputs.chat_template,
+            session.spec.evaluation.max_new_tokens,
+        )
+    acc.wait_for_everyone()
+    return answers
+
+
+def _evaluate_before(session: Session) -> None:
+    result = evaluate_all_ranks(session)
+    if result is not None and session.reporter is not None:
+        session.reporter.eval(0, result)
+
+
+def _eval_batches(config: TrainerConfig, inputs: RunInputs, accelerator: Any) -> Any:
+    if not inputs.eval.examples:
+        return None
+    training = config.spec.training
+
+    def batches() -> Any:
+        return data.eval_batches(
+            inputs.eval,
+            training,
+            inputs.tokenizer.pad_token_id,
+            rank=accelerator.process_index,
+            world_size=accelerator.num_processes,
+            max_examples=config.spec.evaluation.max_examples,
+        )
+
+    return batches
+
+
+def save_outputs(
+    config: TrainerConfig, session: Session, inputs: RunInputs, source: ModelSource
+) -> dict[str, str]:
+    """Write model/, config.json and (if asked) merged/; returns the `output` status field."""
+    output_dir = session.output_dir
+    model = session.accelerator.unwrap_model(session.model)
+    model_dir = output_dir / MODEL_DIR
+    is_adapter = hasattr(model, "peft_config")
+    _inference_config(model)
+    model.save_pretrained(model_dir)
+    save_tokenizer(inputs.tokenizer, inputs.chat_template, model_dir)
+    resolved = {
+        "spec": config.spec.model_dump(by_alias=True, mode="json"),
+        "runtime": config.runtime.model_dump(by_alias=True, mode="json"),
+        "plan": dataclasses.asdict(inputs.plan),
+    }
+    (output_dir / CONFIG_FILE).write_text(json.dumps(resolved, indent=2) + "\n", "utf-8")
+    preflight_doc = json.dumps(inputs.preflight, indent=2, default=str)
+    (output_dir / PREFLIGHT_FILE).write_text(preflight_doc + "\n", "utf-8")
+    if is_adapter and config.spec.output.merge_adapter:
+        merged_dir = output_dir / MERGED_DIR
+        merge_adapter(source, model_dir, merged_dir, inputs)
+        return {"path": str(merged_dir), "kind": "merged"}
+    return {"path": str(model_dir), "kind": "adapter" if is_adapter else "full"}
+
+
+def save_tokenizer(tokenizer: Any, chat_template: str, directory: Path) -> None:
+    """Tokenizer files plus the chat template the model was trained with."""
+    tokenizer.chat_template = chat_template
+    tokenizer.save_pretrained(directory)
+    (directory / "chat_template.jinja").write_text(chat_template, encoding="utf-8")
+
+
+def merge_adapter(
+    source: ModelSource, adapter_dir: Path, merged_dir: Path, inputs: RunInputs
+) -> None:
+    """Fold the adapter into a freshly loaded, unquantized base (exact even after qlora)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    dtype = getattr(torch, HALF_DTYPES.get(inputs.plan.precision.mixed_precision, "float32"))
+    base = AutoModelForCausalLM.from_pretrained(source.location, dtype=dtype, **source.kwargs())
+    with peft_quietly():
+        merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    merged.config.use_cache = True
+    merged.save_pretrained(merged_dir)
+    save_tokenizer(inputs.tokenizer, inputs.chat_template, merged_dir)
+
+
+def _inference_config(model: Any) -> None:
+    """Saved configs are for inference: the KV cache, off while training, comes back on."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.config.use_cache = True
+
+
+def summarize(
+    config: TrainerConfig,
+    progress: Progress,
+    inputs: RunInputs,
+    output: dict[str, str],
+    final: evaluate.EvalResult | None,
+) -> dict[str, Any]:
+    """Status fields of a finished run (the reporter adds progress, metrics, checkpoints)."""
+    stopped_early = progress.step < inputs.plan.total_steps
+    loss = f", eval loss {final.loss:.4f}" if final is not None else ""
+    config_json = json.dumps(config.model_dump(by_alias=True, mode="json"), sort_keys=True)
+    return {
+        "phase": "Succeeded",
+        "reason": "EarlyStopped" if stopped_early else "Completed",
+        "message": f"trained {progress.step} steps{loss}; output in {output['path']}",
+        "output": output,
+        "preflight": {key: inputs.preflight.get(key) for key in PREFLIGHT_STATUS},
+        "fingerprint": {
+            "dataset": config.runtime.dataset_fingerprint,
+            "config": hashlib.sha256(config_json.encode()).hexdigest(),
+        },
+    }
