@@ -32,6 +32,7 @@ from kubesft_trainer import checkpoint, data, evaluate, preflight, report
 from kubesft_trainer.checkpoint import Progress
 from kubesft_trainer.config import HALF_DTYPES, Precision, RunPlan, plan_run, resolve_precision
 from kubesft_trainer.data import DataPosition, MicroBatchPlan
+from kubesft_trainer.kube_status import FanOutSink, KubeStatusSink
 from kubesft_trainer.loop import (
     Session,
     build_optimizer,
@@ -155,9 +156,13 @@ def open_reporter(
     runtime = config.runtime
     output_dir = Path(runtime.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    sink: report.ProgressSink = report.FileSink(output_dir / PROGRESS_FILE)
+    in_cluster = KubeStatusSink.from_environment(runtime.namespace, runtime.job_name)
+    if in_cluster is not None:
+        sink = FanOutSink(sink, in_cluster)
     return report.Reporter(
         output_dir,
-        report.FileSink(output_dir / PROGRESS_FILE),
+        sink,
         runtime.termination_log,
         min_interval_s=runtime.progress_interval_seconds,
         resume_step=resume_step,
