@@ -92,6 +92,74 @@ def _cmd_operator_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _api_and_namespace(namespace: str | None) -> tuple[Any, str]:
+    """An API client from the kubeconfig, and -n or the current context's namespace."""
+    from kubernetes import config
+
+    _, active = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+    ns = namespace or (active or {}).get("context", {}).get("namespace") or "default"
+    return config.new_client_from_config(), ns  # type: ignore[no-untyped-call]
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    """Show (or with -w, follow) one SFTJob's progress, metrics, conditions and samples."""
+    import time
+
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+    from rich.console import Console
+    from rich.live import Live
+
+    from kubesft.api import GROUP, SFT_JOB, VERSION, SFTJob
+    from kubesft.status_view import render_status
+
+    api, ns = _api_and_namespace(args.namespace)
+    custom = client.CustomObjectsApi(api)
+
+    def fetch() -> Any:
+        try:
+            obj: Any = custom.get_namespaced_custom_object(
+                GROUP, VERSION, ns, SFT_JOB.plural, args.name
+            )
+        except ApiException as err:
+            if err.status == 404:
+                raise SystemExit(f"SFTJob {ns}/{args.name} not found") from None
+            raise
+        job = parse_object(obj)
+        assert isinstance(job, SFTJob)
+        return job
+
+    console = Console()
+    if not args.watch:
+        console.print(render_status(fetch()))
+        return 0
+    with Live(render_status(fetch()), console=console, refresh_per_second=2) as live:
+        while True:
+            job = fetch()
+            live.update(render_status(job))
+            if job.status and job.status.phase in ("Succeeded", "Failed"):
+                return 0 if job.status.phase == "Succeeded" else 1
+            time.sleep(args.interval)
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    """Print the trainer's logs (all pods of the SFTJob's trainer Job, oldest first)."""
+    from kubernetes import client
+
+    api, ns = _api_and_namespace(args.namespace)
+    core = client.CoreV1Api(api)
+    pods: Any = core.list_namespaced_pod(ns, label_selector=f"kubesft.io/job={args.name}")
+    items: list[Any] = sorted(pods.items, key=lambda p: p.metadata.creation_timestamp)
+    if not items:
+        print(f"no trainer pods for SFTJob {ns}/{args.name} (yet)", file=sys.stderr)
+        return 1
+    for pod in items:
+        name: str = pod.metadata.name
+        print(f"==> pod {name} <==")
+        print(core.read_namespaced_pod_log(name, ns, tail_lines=args.tail), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubesft", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="validate SFTDataset/SFTJob manifests offline")
     validate.add_argument("files", nargs="+", type=Path)
     validate.set_defaults(func=_cmd_validate)
+
+    status = sub.add_parser("status", help="human summary of an SFTJob")
+    status.add_argument("name")
+    status.add_argument("--namespace", "-n")
+    status.add_argument("--watch", "-w", action="store_true", help="follow until it finishes")
+    status.add_argument("--interval", type=float, default=2.0)
+    status.set_defaults(func=_cmd_status)
+
+    logs = sub.add_parser("logs", help="the trainer's logs of an SFTJob")
+    logs.add_argument("name")
+    logs.add_argument("--namespace", "-n")
+    logs.add_argument("--tail", type=int, default=None)
+    logs.set_defaults(func=_cmd_logs)
 
     operator = sub.add_parser("operator", help="the kubesft operator")
     operator_sub = operator.add_subparsers(dest="operator_command", required=True)

@@ -22,6 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kubesft.api.job_status import LOSS_HISTORY
+
 if TYPE_CHECKING:  # keeps this module free of torch, which evaluate imports
     from kubesft_trainer.evaluate import EvalResult
 
@@ -245,6 +247,9 @@ class Reporter:
                 updatedAt=record.get("time"),
             )
             keys = ("trainLoss", "learningRate", "gradNorm")
+            if record.get("trainLoss") is not None:
+                history = [*self.metrics.get("lossHistory", []), round(record["trainLoss"], 4)]
+                self.metrics["lossHistory"] = history[-LOSS_HISTORY:]
         elif record["type"] == "eval":
             keys = ("evalLoss", "perplexity", "tokenAccuracy")
         elif record["type"] == "checkpoint":

@@ -11,6 +11,7 @@ from kubesft.api.base import Condition, StatusModel
 JobPhase = Literal[
     "Pending", "WaitingForDataset", "Queued", "Running", "Succeeded", "Failed", "Suspended"
 ]
+LOSS_HISTORY = 50
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
 
 # Condition types of an SFTJob, in the order a job moves through them.
@@ -39,6 +40,8 @@ class Metrics(StatusModel):
     token_accuracy: float | None = None
     learning_rate: float | None = None
     grad_norm: float | None = None
+    loss_history: list[float] = Field(default_factory=list, max_length=LOSS_HISTORY)
+    """Recent train losses, oldest first, for sparklines (`kubesft status`)."""
 
 
 class CheckpointInfo(StatusModel):

@@ -1,0 +1,42 @@
+"""`kubesft status` renders what a person checks first."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from kubesft.api import SFTJob, parse_object
+from kubesft.status_view import render_status, sparkline
+from tests.support.invalid_manifests import valid_job
+
+
+def test_sparkline_spans_the_range() -> None:
+    assert sparkline([3.0, 2.0, 1.0]) == "█▄▁"
+    assert sparkline([]) == "" and sparkline([1.0, 1.0]) == "▁▁"
+
+
+def test_status_panel_shows_progress_loss_and_samples() -> None:
+    obj = valid_job("demo")
+    obj["metadata"]["namespace"] = "team"
+    obj["status"] = {
+        "phase": "Running",
+        "progress": {"step": 8, "totalSteps": 20, "percent": 40, "etaSeconds": 75},
+        "metrics": {"trainLoss": 1.25, "evalLoss": 1.5, "lossHistory": [2.0, 1.5, 1.25]},
+        "evaluation": {"samples": [{"prompt": "Reverse: kube", "before": "kube", "after": "ebuk"}]},
+        "conditions": [{"type": "Running", "status": "True", "reason": "TrainerRunning"}],
+    }
+    job = parse_object(obj)
+    assert isinstance(job, SFTJob)
+    console = Console(record=True, width=120)
+    console.print(render_status(job))
+    text = console.export_text()
+    for expected in (
+        "Running",
+        "step 8/20",
+        "40%",
+        "ETA 1m15s",
+        "1.25",
+        "█",
+        "ebuk",
+        "TrainerRunning",
+    ):
+        assert expected in text, expected
