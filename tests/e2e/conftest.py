@@ -1,0 +1,50 @@
+"""Fixtures for the full loop: a fake node that runs the pods kube-controller-manager creates.
+
+The node runner (``tests/support/node_runner``) is a test double for the kubelet and the
+container runtime only; see its module docstring for what it does and does not do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.node_runner import NodeRunner
+
+_NODE_RUNNER = pytest.StashKey[NodeRunner]()
+
+
+@pytest.fixture(scope="session")
+def node_runner(
+    kube_config: str,
+    controller_manager: None,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[NodeRunner]:
+    """A started fake node (8 ``nvidia.com/gpu``) for the session; stopped at the end."""
+    root: Path = tmp_path_factory.mktemp("node-runner")
+    runner = NodeRunner(kube_config, root, extended_resources={"nvidia.com/gpu": "8"})
+    runner.start()
+    request.config.stash[_NODE_RUNNER] = runner
+    try:
+        yield runner
+    finally:
+        del request.config.stash[_NODE_RUNNER]
+        runner.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """On a failed test, attach its pods' container logs (its namespace's, if it has one)."""
+    report: pytest.TestReport = yield
+    runner = item.config.stash.get(_NODE_RUNNER, None)
+    if report.failed and runner is not None:
+        namespace = getattr(item, "funcargs", {}).get("namespace")
+        scope = namespace if isinstance(namespace, str) else None
+        for key, tail in runner.log_tails(scope).items():
+            report.sections.append((f"container {key} log (tail)", tail or "(empty)"))
+    return report
