@@ -31,6 +31,7 @@ controlplane:
 
 crds: venv
 	$(VENV)/bin/kubesft crds --write
+	cp crds/*.yaml helm/kubesft/crds/
 
 lint: venv
 	$(VENV)/bin/ruff check .

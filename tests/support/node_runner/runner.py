@@ -148,6 +148,15 @@ class NodeRunner:
 
     # -- simulation controls
 
+    def set_image_env(self, name: str, value: str | None) -> None:
+        """Change the stand-in image ENV for containers started from now on (None unsets)."""
+        env = self._host.image_env
+        assert isinstance(env, dict)
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+
     def simulate_oom(self, match: PodPredicate) -> None:
         """SIGKILL the next running container of a pod ``match`` accepts; report OOMKilled."""
         with self._lock:
