@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 GROUP_VERSION = "kubesft.io/v1alpha1"
+# Status fields the trainer reports; phase and conditions belong to the operator alone.
+TRAINER_FIELDS = frozenset(
+    {"progress", "metrics", "checkpoints", "bestCheckpoint", "evaluation", "output", "preflight"}
+)
 
 
 class KubeStatusSink:
@@ -53,7 +57,8 @@ class KubeStatusSink:
         return cls(namespace, name, server)
 
     def send(self, report: Mapping[str, Any]) -> None:
-        body = json.dumps({"status": dict(report)}).encode()
+        status = {k: v for k, v in report.items() if k in TRAINER_FIELDS}
+        body = json.dumps({"status": status}).encode()
         request = urllib.request.Request(self.url, data=body, method="PATCH")
         request.add_header("Content-Type", "application/merge-patch+json")
         # Projected tokens rotate: read the file on every call, as client libraries do.
