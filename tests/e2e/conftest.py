@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kubernetes import client
 
 from tests.support.node_runner import NodeRunner
+from tests.support.operator_process import OperatorProcess
+from tests.support.sft_cluster import ROOT, Cluster
+from tests.support.tiny_model import build_tiny_model, build_tiny_tokenizer
 
 _NODE_RUNNER = pytest.StashKey[NodeRunner]()
 
@@ -48,3 +53,40 @@ def pytest_runtest_makereport(
         for key, tail in runner.log_tails(scope).items():
             report.sections.append((f"container {key} log (tail)", tail or "(empty)"))
     return report
+
+
+@pytest.fixture(scope="session")
+def tiny_model_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama and its locally trained tokenizer, as a model folder."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = build_tiny_tokenizer()
+    build_tiny_model(len(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def cluster(
+    kube_api: client.ApiClient,
+    node_runner: NodeRunner,
+    namespace: str,
+    kubectl: Any,
+    tiny_model_files: Path,
+) -> Cluster:
+    crds = kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    assert crds.returncode == 0, crds.stderr
+    c = Cluster(kube_api, node_runner, namespace)
+    models = c.pvc("kubesft-models") / "tiny-llama"
+    models.parent.mkdir(parents=True, exist_ok=True)
+    if not models.exists():
+        models.symlink_to(tiny_model_files)
+    return c
+
+
+@pytest.fixture
+def operator(kube_config: str, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(kube_config, namespace, tmp_path / "operator.log")
+    op.start()
+    op.wait_started()
+    yield op
+    op.stop()

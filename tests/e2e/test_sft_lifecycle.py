@@ -7,123 +7,14 @@ everything else is the real apiserver, controller manager, operator and trainer.
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
-from kubernetes import client
-
-from kubesft.api import GROUP, SFT_DATASET, SFT_JOB, VERSION
-from tests.support.node_runner import NodeRunner
+from kubesft.api import SFT_DATASET, SFT_JOB
 from tests.support.operator_process import OperatorProcess
-from tests.support.tiny_model import build_tiny_model, build_tiny_tokenizer
-
-ROOT = Path(__file__).resolve().parents[2]
-QUICKSTART = ROOT / "examples" / "quickstart"
-TIMEOUT = 240.0
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-@pytest.fixture(scope="session")
-def tiny_model_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Llama and its locally trained tokenizer, as a model folder."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = build_tiny_tokenizer()
-    build_tiny_model(len(tokenizer)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-class Cluster:
-    """One test namespace: objects in, status out, files on the fake node's volumes."""
-
-    def __init__(self, api: client.ApiClient, runner: NodeRunner, namespace: str) -> None:
-        self.core = client.CoreV1Api(api)
-        self.batch = client.BatchV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
-        self.runner = runner
-        self.ns = namespace
-
-    def apply(self, docs: list[dict[str, Any]]) -> None:
-        for doc in docs:
-            if doc["kind"] == "ConfigMap":
-                self.core.create_namespaced_config_map(self.ns, doc)
-            elif doc["kind"] == "Secret":
-                self.core.create_namespaced_secret(self.ns, doc)
-            else:
-                plural = SFT_JOB.plural if doc["kind"] == "SFTJob" else SFT_DATASET.plural
-                self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, plural, doc)
-
-    def get(self, plural: str, name: str) -> dict[str, Any]:
-        obj: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, plural, name)
-        return dict(obj)
-
-    def status(self, plural: str, name: str) -> dict[str, Any]:
-        return dict(self.get(plural, name).get("status") or {})
-
-    def phase_is(self, plural: str, name: str, *phases: str) -> Callable[[], bool]:
-        return lambda: self.status(plural, name).get("phase") in phases
-
-    def jobs(self, selector: str) -> list[Any]:
-        return list(self.batch.list_namespaced_job(self.ns, label_selector=selector).items)
-
-    def pvc(self, claim: str) -> Path:
-        return self.runner.pvc_path(self.ns, claim)
-
-
-@pytest.fixture
-def cluster(
-    kube_api: client.ApiClient,
-    node_runner: NodeRunner,
-    namespace: str,
-    kubectl: Any,
-    tiny_model_files: Path,
-) -> Cluster:
-    crds = kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    assert crds.returncode == 0, crds.stderr
-    c = Cluster(kube_api, node_runner, namespace)
-    models = c.pvc("kubesft-models") / "tiny-llama"
-    models.parent.mkdir(parents=True, exist_ok=True)
-    if not models.exists():
-        models.symlink_to(tiny_model_files)
-    return c
-
-
-@pytest.fixture
-def operator(kube_config: str, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(kube_config, namespace, tmp_path / "operator.log")
-    op.start()
-    op.wait_started()
-    yield op
-    op.stop()
-
-
-def quickstart(**job_spec: Any) -> list[dict[str, Any]]:
-    docs = [d for p in sorted(QUICKSTART.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text())]
-    for doc in docs:
-        if doc["kind"] == "SFTJob":
-            doc["spec"].update(copy.deepcopy(job_spec))
-    return docs
-
-
-def metrics(output: Path) -> list[dict[str, Any]]:
-    lines = (output / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+from tests.support.sft_cluster import Cluster, quickstart, wait_for
 
 
 def test_quickstart_trains_to_success_with_status_and_files(

@@ -1,0 +1,104 @@
+"""Failures through the real loop: a killed trainer resumes, bad config fails fast, OOM is
+explained, deadlines and TTL are honoured."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from kubesft.api import SFT_DATASET, SFT_JOB
+from tests.support.node_runner import NodeRunner
+from tests.support.operator_process import OperatorProcess
+from tests.support.sft_cluster import Cluster, metrics, quickstart, wait_for
+
+SLEEP_AFTER_STEP = "KUBESFT_TEST_SLEEP_AFTER_STEP"
+
+
+def trainer_pods(cluster: Cluster) -> list[str]:
+    pods = cluster.core.list_namespaced_pod(cluster.ns, label_selector="kubesft.io/job=quickstart")
+    return sorted(p.metadata.name for p in pods.items)
+
+
+def failed_condition(cluster: Cluster) -> dict[str, str]:
+    st = cluster.status(SFT_JOB.plural, "quickstart")
+    assert st["phase"] == "Failed", json.dumps(st, indent=1)
+    return next(c for c in st["conditions"] if c["type"] == "Failed")
+
+
+def test_killed_trainer_is_retried_and_resumes_from_its_checkpoint(
+    cluster: Cluster, operator: OperatorProcess, node_runner: NodeRunner
+) -> None:
+    output = cluster.pvc("kubesft-outputs") / "quickstart"
+    node_runner.set_image_env(SLEEP_AFTER_STEP, "10")  # parks right after checkpoint 10
+    try:
+        cluster.apply(quickstart())
+        wait_for("checkpoint 10", lambda: (output / "checkpoints/step-10/COMPLETE").exists())
+        (pod,) = wait_for("one trainer pod", lambda: trainer_pods(cluster))
+        node_runner.kill(cluster.ns, pod)
+        wait_for("a second pod", lambda: len(trainer_pods(cluster)) == 2)
+    finally:
+        node_runner.set_image_env(SLEEP_AFTER_STEP, None)
+    wait_for("job finished", cluster.phase_is(SFT_JOB.plural, "quickstart", "Succeeded", "Failed"))
+    st = cluster.status(SFT_JOB.plural, "quickstart")
+    assert st["phase"] == "Succeeded" and st["restarts"] == 1, json.dumps(st, indent=1)
+    steps = [r["step"] for r in metrics(output) if r["type"] == "train"]
+    assert steps == list(range(1, 21)), steps  # continuous: resumed at 11, nothing redone
+    assert {c["step"] for c in st["checkpoints"]} == {10, 20}
+
+
+def test_bad_config_fails_fast_with_the_trainers_message(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    missing = {
+        "name": "tiny-llama",
+        "source": "pvc",
+        "chatTemplate": "chatml",
+        "pvc": {"claimName": "kubesft-models", "path": "no-such-model"},
+    }
+    cluster.apply(quickstart(model=missing, retry={"maxRestarts": 3}))
+    wait_for("job finished", cluster.phase_is(SFT_JOB.plural, "quickstart", "Failed", "Succeeded"))
+    failed = failed_condition(cluster)
+    assert failed["reason"] == "InvalidConfigOrData", failed
+    assert "no-such-model" in failed["message"], failed
+    assert len(trainer_pods(cluster)) == 1  # exit code 2: no retries
+
+
+def test_oom_killed_trainer_fails_with_advice(
+    cluster: Cluster, operator: OperatorProcess, node_runner: NodeRunner
+) -> None:
+    node_runner.simulate_oom(
+        lambda pod: (
+            pod["metadata"]["namespace"] == cluster.ns
+            and pod["metadata"]["labels"].get("kubesft.io/job") == "quickstart"
+        )
+    )
+    cluster.apply(quickstart(retry={"maxRestarts": 0}))
+    wait_for("job finished", cluster.phase_is(SFT_JOB.plural, "quickstart", "Failed", "Succeeded"))
+    failed = failed_condition(cluster)
+    assert failed["reason"] == "OOMKilled", failed
+    for advice in ("method.type qlora", "training.microBatchSize", "resources.memory"):
+        assert advice in failed["message"], failed
+
+
+def test_ttl_removes_children_but_keeps_the_finished_sftjob(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    cluster.apply(quickstart(ttlSecondsAfterFinished=1))
+    wait_for("job finished", cluster.phase_is(SFT_JOB.plural, "quickstart", "Succeeded", "Failed"))
+    wait_for("trainer Job removed", lambda: not cluster.jobs("kubesft.io/job=quickstart"))
+    wait_for(
+        "ConfigMap removed",
+        lambda: (
+            not [
+                c
+                for c in cluster.core.list_namespaced_config_map(cluster.ns).items
+                if c.metadata.name == "quickstart-train-config"
+            ]
+        ),
+    )
+    wait_for("pods removed", lambda: not trainer_pods(cluster))
+    time.sleep(4)  # longer than the operator's resync: it must not re-create anything
+    assert not cluster.jobs("kubesft.io/job=quickstart")
+    st = cluster.status(SFT_JOB.plural, "quickstart")
+    assert st["phase"] == "Succeeded" and st["progress"]["percent"] == 100
+    assert cluster.status(SFT_DATASET.plural, "quickstart")["phase"] == "Ready"
