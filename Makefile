@@ -32,6 +32,7 @@ controlplane:
 crds: venv
 	$(VENV)/bin/kubesft crds --write
 	cp crds/*.yaml helm/kubesft/crds/
+	$(VENV)/bin/kubesft reference --write
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -42,6 +43,7 @@ typecheck: venv
 
 check: lint typecheck
 	$(VENV)/bin/kubesft crds --check
+	$(VENV)/bin/kubesft reference --check
 
 test: check controlplane
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -43,6 +43,25 @@ def _cmd_crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reference(args: argparse.Namespace) -> int:
+    """Print the field reference, or write/check docs/api-reference.md."""
+    from kubesft.crd.reference import render_reference
+
+    text = render_reference()
+    if args.check:
+        if not args.output.is_file() or args.output.read_text() != text:
+            print(f"{args.output} is stale: run `kubesft reference --write`", file=sys.stderr)
+            return 1
+        return 0
+    if args.write:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
+        return 0
+    sys.stdout.write(text)
+    return 0
+
+
 def iter_documents(path: Path) -> Iterator[tuple[int, Any]]:
     """(1-based document index, object) for each YAML document in ``path``."""
     with path.open() as fh:
@@ -169,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     crds.add_argument("--check", action="store_true", help="fail if --output-dir is stale")
     crds.add_argument("--output-dir", type=Path, default=DEFAULT_CRD_DIR)
     crds.set_defaults(func=_cmd_crds)
+
+    ref = sub.add_parser("reference", help="Markdown reference of every field")
+    ref.add_argument("--write", action="store_true")
+    ref.add_argument("--check", action="store_true")
+    ref.add_argument("--output", type=Path, default=Path("docs/api-reference.md"))
+    ref.set_defaults(func=_cmd_reference)
 
     validate = sub.add_parser("validate", help="validate SFTDataset/SFTJob manifests offline")
     validate.add_argument("files", nargs="+", type=Path)

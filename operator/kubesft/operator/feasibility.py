@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 from kubesft.api import SFTJob
 from kubesft.operator.config import OperatorConfig
-from kubesft.sizing import MemoryEstimate, estimate_memory, hidden_size_guess, params_from_name
+from kubesft.sizing import (
+    MemoryEstimate,
+    estimate_memory,
+    hidden_size_guess,
+    layers_guess,
+    params_from_name,
+)
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,7 @@ def estimate_for(job: SFTJob) -> MemoryEstimate | None:
         micro_batch_size=t.micro_batch_size,
         max_seq_length=t.max_seq_length,
         hidden_size=hidden,
-        num_layers=max(1, round(params / (12 * hidden * hidden))),
+        num_layers=layers_guess(params, hidden),
         gradient_checkpointing=t.gradient_checkpointing,
         optimizer=t.optimizer,
         # Full fine-tuning across GPUs shards the model (FSDP); adapters replicate it.

@@ -68,3 +68,12 @@ def test_cel_rules_are_emitted() -> None:
     assert "[has(self.hf), has(self.url), has(self.pvc), has(self.configMap)]" in " ".join(rules)
     assert "!has(self.qlora) || (has(self.type) ? self.type : \"lora\") == 'qlora'" in rules
     assert any("oldSelf.spec.method" in r for r in rules)
+
+
+def test_api_reference_is_generated_and_in_sync() -> None:
+    from kubesft.crd.reference import render_reference
+
+    text = render_reference()
+    assert (ROOT / "docs" / "api-reference.md").read_text() == text, "run `make crds`"
+    for field in ("spec.training.lossOn", "spec.method.qlora.quantType", "status.progress.percent"):
+        assert f"`{field}`" in text
