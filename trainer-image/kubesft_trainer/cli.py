@@ -111,6 +111,45 @@ def run_train(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
+def _tiny_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="folder to write")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        action="append",
+        default=[],
+        help="JSONL rows to train the tokenizer on (repeatable); none: one token per byte",
+    )
+    parser.add_argument("--vocab-size", type=int, default=512)
+    parser.add_argument("--hidden-size", type=int, default=128)
+    parser.add_argument("--intermediate-size", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run_tiny_model(args: argparse.Namespace) -> int:
+    """Build a small Llama and a locally trained tokenizer into --out (no hub)."""
+    from kubesft_trainer.tiny import TinyShape, corpus_texts, save_tiny_model
+
+    shape = TinyShape(
+        hidden_size=args.hidden_size,
+        intermediate_size=args.intermediate_size,
+        num_layers=args.layers,
+    )
+    try:
+        params = save_tiny_model(
+            args.out,
+            corpus_texts(args.corpus),
+            vocab_size=args.vocab_size,
+            shape=shape,
+            seed=args.seed,
+        )
+    except (OSError, ValueError) as err:
+        raise UserError(f"tiny-model: {err}") from None
+    print(f"tiny Llama with {params:,} parameters in {args.out}")
+    return exit_codes.OK
+
+
 def _failure(reason: str, message: str) -> str:
     return json.dumps({"phase": "Failed", "reason": reason, "message": message[:1024]})
 
@@ -128,6 +167,12 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         "fine-tune a model on a prepared dataset as an SFTJob spec says",
         _train_arguments,
         run_train,
+    ),
+    Subcommand(
+        "tiny-model",
+        "build a small Llama and a locally trained tokenizer (demos, benchmarks; no hub)",
+        _tiny_model_arguments,
+        run_tiny_model,
     ),
 )
 

@@ -1,23 +1,9 @@
 """Preflight: will the job fit on its GPUs, and how many tokens will it train on?
 
-The memory estimate is per GPU under data parallelism (every GPU holds a full replica),
-in GiB, as the sum of:
-- weights: parameters x bytes per dtype (fp32 4, bf16/fp16 2); 4-bit bases (QLoRA) pay
-  0.5 byte per quantized parameter plus the quantization constants (fp32 absmax per
-  64-block = 0.0625 B; with double quantization 8-bit absmax + fp32 per 256 of them =
-  0.0159 B), embeddings and the output head stay in the compute dtype; LoRA adapters are
-  fp32 (peft upcasts adapters of a 16-bit base);
-- gradients: trainable parameters only, in their own dtype;
-- optimizer states: AdamW keeps fp32 m and v (8 B per trainable parameter), 8-bit AdamW
-  2 B, SGD without momentum 0; full fine-tuning in bf16/fp16 is counted as mixed
-  precision, with a 4 B fp32 master copy (ZeRO's 16 B per parameter in all);
-- activations: per layer s*b*h*34 bytes at 16 bits (Korthikanti et al. 2022, eq. 1,
-  without the 5*a*s/h attention-score term that flash/SDPA attention never stores);
-  with gradient checkpointing each layer keeps only its 2*s*b*h-byte input and one layer
-  is recomputed at a time; plus the logits, b*s*V in the compute dtype and an fp32 copy
-  and gradient for the loss;
-- overhead: ~1 GiB of CUDA context and 10 % of the rest for allocator fragmentation.
-It is a rough, slightly pessimistic guide, not a promise.
+The memory estimate is `kubesft.sizing`'s, the one the operator's Feasible condition
+uses, fed here with the real parameter count and shape of the model's config instead of
+guesses from its name. It is per GPU under data parallelism (every GPU holds a full
+replica): a rough, slightly pessimistic guide, not a promise.
 """
 
 from __future__ import annotations
@@ -26,34 +12,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from kubesft import sizing
 from kubesft.api.job import SFTJobSpec
 from kubesft_trainer.chat_template import resolve_chat_template
 from kubesft_trainer.masking import IGNORE_INDEX, tokenize_example
 from kubesft_trainer.prepare import length_histogram
 
-GIB = 1024**3
-DTYPE_BYTES = {
-    "fp32": 4.0,
-    "bf16": 2.0,
-    "fp16": 2.0,
-    "float32": 4.0,
-    "bfloat16": 2.0,
-    "float16": 2.0,
-}
-NF4_BYTES = 0.5
-QUANT_CONSTANT_BYTES = {True: 8 / 64 / 8 + 32 / (64 * 256) / 8, False: 32 / 64 / 8}
-"""Bytes per 4-bit parameter for block constants, keyed by double quantization."""
-ADAPTER_BYTES = 4.0
-OPTIMIZER_BYTES = {"adamw": 8.0, "adamw_8bit": 2.0, "sgd": 0.0}
-MASTER_WEIGHT_BYTES = 4.0
-ACTIVATION_BYTES_PER_LAYER = 34
-"""s*b*h multiples kept per layer at 16 bits without recomputation (Korthikanti et al.)."""
-CHECKPOINTED_BYTES_PER_LAYER = 2
-LOSS_BYTES_PER_LOGIT = 8.0
-"""An fp32 copy of each logit for the loss and its fp32 gradient."""
-CUDA_CONTEXT_GIB = 1.0
-FRAGMENTATION = 0.10
-LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PREFLIGHT_SAMPLE = 2000
 """Training examples tokenized for the token statistics; totals are scaled up from them."""
 
@@ -76,51 +40,38 @@ def estimate_gpu_memory_gib(
     double_quant: bool = True,
     extra_trainable_params: int = 0,
 ) -> dict[str, Any]:
-    """Per-GPU memory breakdown in GiB (see the module docstring for the formulas).
+    """Per-GPU memory breakdown in GiB, as the `memory` fields of preflight.json.
 
     `quant` is a 4-bit type (`nf4`, `fp4`) or None; `extra_trainable_params` counts
     modules trained in full next to adapters (`modulesToSave`).
     """
-    dtype = DTYPE_BYTES[precision]
-    embedding_params = vocab_size * hidden_size * (1 if tied_embeddings else 2)
-    if quant is not None:
-        quantized = max(num_params - embedding_params, 0)
-        weights = quantized * (NF4_BYTES + QUANT_CONSTANT_BYTES[double_quant])
-        weights += (num_params - quantized) * dtype
-    else:
-        weights = num_params * dtype
-    if method == "full":
-        trainable = num_params
-        gradients = trainable * dtype
-        master = MASTER_WEIGHT_BYTES if dtype < MASTER_WEIGHT_BYTES else 0.0
-        optimizer_states = trainable * (OPTIMIZER_BYTES[optimizer] + master)
-    else:
-        trainable = lora_params + extra_trainable_params
-        weights += lora_params * ADAPTER_BYTES
-        gradients = lora_params * ADAPTER_BYTES + extra_trainable_params * dtype
-        optimizer_states = trainable * OPTIMIZER_BYTES[optimizer]
-    tokens = micro_batch_size * max_seq_length
-    scale = dtype / 2  # the 34 of Korthikanti et al. assumes 16-bit activations
-    if gradient_checkpointing:
-        per_token = hidden_size * (
-            CHECKPOINTED_BYTES_PER_LAYER * num_layers + ACTIVATION_BYTES_PER_LAYER
-        )
-    else:
-        per_token = hidden_size * ACTIVATION_BYTES_PER_LAYER * num_layers
-    activations = tokens * per_token * scale + tokens * vocab_size * (dtype + LOSS_BYTES_PER_LOGIT)
-    subtotal = weights + gradients + optimizer_states + activations
-    overhead = CUDA_CONTEXT_GIB * GIB + FRAGMENTATION * subtotal
+    estimate = sizing.estimate_memory(
+        params=num_params,
+        method="qlora" if quant is not None else method,
+        precision=precision,
+        micro_batch_size=micro_batch_size,
+        max_seq_length=max_seq_length,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        gradient_checkpointing=gradient_checkpointing,
+        lora_params=lora_params,
+        optimizer=optimizer,
+        vocab_size=vocab_size,
+        tied_embeddings=tied_embeddings,
+        double_quant=double_quant,
+        extra_trainable_params=extra_trainable_params,
+    )
     parts = {
-        "weightsGiB": weights,
-        "gradientsGiB": gradients,
-        "optimizerStatesGiB": optimizer_states,
-        "activationsGiB": activations,
-        "overheadGiB": overhead,
-        "totalGiB": subtotal + overhead,
+        "weightsGiB": estimate.weights,
+        "gradientsGiB": estimate.gradients,
+        "optimizerStatesGiB": estimate.optimizer,
+        "activationsGiB": estimate.activations,
+        "overheadGiB": estimate.overhead,
+        "totalGiB": estimate.total,
     }
     return {
-        **{key: round(value / GIB, 2) for key, value in parts.items()},
-        "trainableParams": trainable,
+        **{key: round(value, 2) for key, value in parts.items()},
+        "trainableParams": estimate.trainable_params,
         "method": method,
         "optimizer": optimizer,
         "microBatchSize": micro_batch_size,
@@ -130,29 +81,22 @@ def estimate_gpu_memory_gib(
 
 
 def lora_param_count(config: Any, r: int, target_modules: Sequence[str]) -> int:
-    """Adapter parameters: r * (in + out) for each adapted linear layer of a Llama-style block.
+    """Adapter parameters of a model with this (transformers) config; see `sizing`."""
+    return sizing.lora_param_count(
+        r=r,
+        target_modules=target_modules,
+        hidden_size=int(config.hidden_size),
+        num_layers=int(config.num_hidden_layers),
+        num_attention_heads=int(config.num_attention_heads),
+        num_key_value_heads=_optional_int(config, "num_key_value_heads"),
+        head_dim=_optional_int(config, "head_dim"),
+        intermediate_size=_optional_int(config, "intermediate_size"),
+    )
 
-    Target names it cannot size are counted as `all-linear`, an upper bound.
-    """
-    hidden = int(config.hidden_size)
-    heads = int(config.num_attention_heads)
-    head_dim = int(getattr(config, "head_dim", None) or hidden // heads)
-    kv = int(getattr(config, "num_key_value_heads", None) or heads) * head_dim
-    inter = int(getattr(config, "intermediate_size", None) or 4 * hidden)
-    shapes = {
-        "q_proj": (hidden, heads * head_dim),
-        "k_proj": (hidden, kv),
-        "v_proj": (hidden, kv),
-        "o_proj": (heads * head_dim, hidden),
-        "gate_proj": (hidden, inter),
-        "up_proj": (hidden, inter),
-        "down_proj": (inter, hidden),
-    }
-    chosen = [name for name in LORA_MODULES if any(t.endswith(name) for t in target_modules)]
-    if "all-linear" in target_modules or not chosen:
-        chosen = list(LORA_MODULES)
-    per_layer = sum(r * sum(shapes[name]) for name in chosen)
-    return per_layer * int(config.num_hidden_layers)
+
+def _optional_int(config: Any, name: str) -> int | None:
+    value = getattr(config, name, None)
+    return int(value) if value else None
 
 
 def token_stats(lengths: Sequence[int], max_seq_length: int) -> dict[str, Any]:

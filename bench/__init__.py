@@ -1,0 +1,1 @@
+"""Benchmarks that run the trainer end to end (`python bench/<name>.py`)."""
