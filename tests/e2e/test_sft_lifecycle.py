@@ -35,7 +35,7 @@ def test_quickstart_trains_to_success_with_status_and_files(
     wait_for("dataset Ready", cluster.phase_is(SFT_DATASET.plural, "quickstart", "Ready", "Failed"))
     ds = cluster.status(SFT_DATASET.plural, "quickstart")
     assert ds["phase"] == "Ready", ds
-    assert ds["stats"]["rows"] == 10 and ds["stats"]["train"] + ds["stats"]["eval"] == 10
+    assert (ds["stats"]["train"], ds["stats"]["eval"]) == (1000, 32), ds["stats"]
     assert len(ds["fingerprint"]) == 64 and ds["location"].startswith("pvc://kubesft-data/")
 
     wait_for("job finished", cluster.phase_is(SFT_JOB.plural, "quickstart", "Succeeded", "Failed"))
@@ -72,12 +72,12 @@ def test_bad_rows_fail_the_dataset_and_no_trainer_job_is_created(
     cluster: Cluster, operator: OperatorProcess
 ) -> None:
     docs = quickstart()
-    data = docs[0]["data"]["data.jsonl"].splitlines()
+    data = docs[0]["data"]["train.jsonl"].splitlines()
     data[1] = (
         '{"messages": [{"role": "bot", "content": "hi"}, {"role": "assistant", "content": "x"}]}'
     )
     data[4] = '{"messages": [{"role": "user", "content": "no answer"}]}'
-    docs[0]["data"]["data.jsonl"] = "\n".join(data) + "\n"
+    docs[0]["data"]["train.jsonl"] = "\n".join(data) + "\n"
     cluster.apply(docs)
     wait_for(
         "dataset Failed", cluster.phase_is(SFT_DATASET.plural, "quickstart", "Failed", "Ready")

@@ -67,11 +67,25 @@ class Cluster:
         return self.runner.pvc_path(self.ns, claim)
 
 
+# A short LoRA run (20 steps, evaluation and a checkpoint every 10): long enough for every
+# status field and restart point, short enough for the test suite.
+E2E_JOB: dict[str, Any] = {
+    "method": {"type": "lora", "lora": {"r": 8, "alpha": 16}},
+    "training": {
+        "maxSteps": 20, "learningRate": 0.003, "microBatchSize": 4, "gradientAccumulation": 1,
+        "maxSeqLength": 128, "precision": "fp32", "gradientCheckpointing": False,
+    },
+    "evaluation": {"everySteps": 10, "samples": 2, "maxNewTokens": 8},
+    "checkpoints": {"everySteps": 10, "keep": 2},
+}  # fmt: skip
+
+
 def quickstart(**job_spec: Any) -> list[dict[str, Any]]:
+    """examples/quickstart/ (ConfigMap, SFTDataset, SFTJob) with the e2e job settings."""
     docs = [d for p in sorted(QUICKSTART.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text())]
     for doc in docs:
         if doc["kind"] == "SFTJob":
-            doc["spec"].update(copy.deepcopy(job_spec))
+            doc["spec"].update(copy.deepcopy({**E2E_JOB, **job_spec}))
     return docs
 
 
