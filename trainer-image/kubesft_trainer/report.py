@@ -456,10 +456,11 @@ def _line(record: Mapping[str, Any]) -> str:
 
 
 def _number(value: float | None) -> float | None:
-    """JSON has no NaN or infinity; a diverged loss is reported as missing."""
+    """Six significant digits (status columns stay readable); NaN/inf become missing,
+    since JSON has neither and a diverged loss is better reported as absent."""
     if value is None or not math.isfinite(value):
         return None
-    return float(value)
+    return float(f"{value:.6g}")
 
 
 def _eval_metrics(result: EvalResult) -> dict[str, float | None]:
