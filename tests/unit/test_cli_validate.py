@@ -1,0 +1,41 @@
+"""`kubesft validate`: the same verdicts as the apiserver, offline, naming the same field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubesft.cli import main
+from tests.support.invalid_manifests import CASES, InvalidCase
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_validate_rejects_each_invalid_manifest_naming_its_field(
+    case: InvalidCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / f"{case.id}.yaml"
+    path.write_text(yaml.safe_dump(case.manifest()))
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    # Lines read `<file>: <Kind>/<name>: <field>: <problem>` or `... <field> is required`.
+    named = {line.split(": ", 2)[2].split(":")[0].split(" ")[0] for line in err.splitlines()}
+    assert case.field in named, err
+
+
+def test_validate_accepts_every_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", *map(str, EXAMPLES)]) == 0
+    assert f"{len(EXAMPLES)} file(s) valid" in capsys.readouterr().out
+
+
+def test_validate_reports_unreadable_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("kind: SFTJob\n  bad: [indent\n")
+    assert main(["validate", str(path)]) == 1
+    assert "cannot read YAML" in capsys.readouterr().err
