@@ -36,10 +36,11 @@ class OperatorProcess:
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.liveness_port = _free_port()
 
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": self.kubeconfig, **self.env}
-        liveness = f"http://127.0.0.1:{_free_port()}/healthz"
+        liveness = f"http://127.0.0.1:{self.liveness_port}/healthz"
         argv = [sys.executable, "-m", "kubesft.cli", "operator", "run", "-n", self.namespace]
         argv += ["--liveness", liveness, "--log-format", "json"]
         with self.log_path.open("ab") as log:
