@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml trainer-image/requirement
 PYTEST_ARGS ?=
 
 .PHONY: help venv controlplane crds check lint typecheck test test-unit test-trainer \
-	test-integration demo clean
+	test-integration demo bench clean
 
 help:
 	@echo "make demo   - start a local control plane and run the quickstart"
 	@echo "make test   - lint, type-check and run all tests (builds the control plane once)"
-	@echo "make crds   - regenerate crds/ from kubesft.api"
+	@echo "make crds   - regenerate crds/, the chart's copy and docs/api-reference.md"
+	@echo "make bench  - the CPU benchmarks (trainer vs TRL, data prep, operator at scale)"
 
 $(STAMP): pyproject.toml trainer-image/requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
@@ -60,6 +61,14 @@ test-integration: venv controlplane
 
 demo: venv controlplane
 	hack/demo
+
+# The CPU benchmark set (<= 15 min on 2 cores); results land in bench/results/.
+bench: venv controlplane
+	$(PY) -m pip install --quiet -c trainer-image/requirements.txt -e '.[bench]'
+	$(PY) bench/trainer_vs_trl.py
+	$(PY) bench/data_prep.py
+	$(PY) bench/synthetic_task.py
+	$(PY) bench/operator_scale.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from kubesft.api.job import Training
+from kubesft_trainer import data
 from kubesft_trainer.chat_template import (
     load_builtin_template,
     render_conversation,
     resolve_chat_template,
 )
-from kubesft_trainer.masking import IGNORE_INDEX, tokenize_example
+from kubesft_trainer.exit_codes import UserError
+from kubesft_trainer.masking import IGNORE_INDEX, tokenize_example, tokenize_examples
 from tests.support.tiny_model import build_tiny_tokenizer
 
 CONVERSATION = [
@@ -281,3 +284,33 @@ def test_rendering_matches_apply_chat_template(tiny_tokenizer) -> None:
         "You are a model that answers questions.<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n\n"
     )
+
+
+MIXED_EXAMPLES = [
+    {"messages": CONVERSATION},
+    {"prompt": "Capital of France?", "completion": "Paris."},
+    {"messages": [{"role": "assistant", "content": "I speak first."}]},
+    {"text": "Plain text to learn from."},
+    {"messages": CONVERSATION[1:3]},
+]
+
+
+@pytest.mark.parametrize("loss_on", ["assistant", "completion", "all"])
+def test_batched_tokenization_equals_one_example_at_a_time(tiny_tokenizer, loss_on) -> None:
+    options = {
+        "loss_on": loss_on,
+        "max_seq_length": 24,
+        "chat_template": load_builtin_template("chatml"),
+    }
+    batched = tokenize_examples(MIXED_EXAMPLES, tiny_tokenizer, **options)
+    single = [tokenize_example(example, tiny_tokenizer, **options) for example in MIXED_EXAMPLES]
+    assert batched == single
+
+
+def test_split_names_the_line_of_a_bad_row_in_a_batch(tiny_tokenizer, monkeypatch) -> None:
+    monkeypatch.setattr(data, "TOKENIZE_BATCH", 2)
+    rows = [*MIXED_EXAMPLES[:3], {"messages": [{"role": "narrator", "content": "Once"}]}]
+    with pytest.raises(UserError, match=r"train.jsonl line 4: messages\[0\]\.role"):
+        data.tokenize_split(
+            rows, tiny_tokenizer, Training(), load_builtin_template("chatml"), "train.jsonl"
+        )

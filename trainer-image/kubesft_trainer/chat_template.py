@@ -72,18 +72,40 @@ def render_conversation(
     unlike `apply_chat_template`, accepts an empty conversation: masking needs the
     generation prompt before a leading assistant turn.
     """
+    return render_conversations(
+        [messages], template, tokenizer, add_generation_prompt=add_generation_prompt
+    )[0]
+
+
+def render_conversations(
+    conversations: Sequence[Sequence[Message]],
+    template: str,
+    tokenizer: Any,
+    *,
+    add_generation_prompt: bool = False,
+) -> list[str]:
+    """`render_conversation` of each conversation, in one call to transformers' renderer.
+
+    Masking renders every prefix of a conversation; one call for all of them pays the
+    renderer's per-call setup once.
+    """
+    for messages in conversations:
+        _check_roles(messages)
+    special_tokens = dict(getattr(tokenizer, "special_tokens_map", {}) or {})
+    # Annotated `-> str` upstream, but it returns (rendered conversations, generation indices).
+    result: Any = render_jinja_template(
+        conversations=[[dict(m) for m in messages] for messages in conversations],
+        chat_template=template,
+        add_generation_prompt=add_generation_prompt,
+        **special_tokens,
+    )
+    return [str(text) for text in result[0]]
+
+
+def _check_roles(messages: Sequence[Message]) -> None:
     for index, message in enumerate(messages):
         if message.get("role") not in ROLES:
             raise ValueError(
                 f"messages[{index}].role must be one of {', '.join(ROLES)} "
                 f"(got {message.get('role')!r})"
             )
-    special_tokens = dict(getattr(tokenizer, "special_tokens_map", {}) or {})
-    # Annotated `-> str` upstream, but it returns (rendered conversations, generation indices).
-    result: Any = render_jinja_template(
-        conversations=[[dict(m) for m in messages]],
-        chat_template=template,
-        add_generation_prompt=add_generation_prompt,
-        **special_tokens,
-    )
-    return str(result[0][0])

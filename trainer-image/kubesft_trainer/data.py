@@ -23,10 +23,12 @@ import numpy as np
 from kubesft.api.job import Training
 from kubesft_trainer.collate import PackedBatch, PaddedBatch, collate_packed, collate_padded
 from kubesft_trainer.exit_codes import UserError
-from kubesft_trainer.masking import TokenizedExample, tokenize_example
+from kubesft_trainer.masking import TokenizedExample, tokenize_example, tokenize_examples
 from kubesft_trainer.packing import pack_examples
 
 Batch = PackedBatch | PaddedBatch
+TOKENIZE_BATCH = 1000
+"""Rows per batched tokenizer call: large enough to spread over cores, small in memory."""
 
 
 @dataclass(frozen=True)
@@ -130,25 +132,45 @@ def tokenize_split(
     chat_template: str,
     name: str,
 ) -> TokenizedSplit:
-    """Tokenize and mask every row; examples with nothing left to grade are dropped."""
+    """Tokenize and mask every row; examples with nothing left to grade are dropped.
+
+    Rows go to the tokenizer `TOKENIZE_BATCH` at a time (one batched call encodes them in
+    parallel); a chunk with a bad row is redone row by row to name the row's line.
+    """
+    options = _masking_options(training, chat_template)
     kept, truncated, dropped = [], 0, 0
-    for number, row in enumerate(rows, start=1):
+    for start in range(0, len(rows), TOKENIZE_BATCH):
+        chunk = rows[start : start + TOKENIZE_BATCH]
         try:
-            example = tokenize_example(
-                row,
-                tokenizer,
-                loss_on=training.loss_on,
-                max_seq_length=training.max_seq_length,
-                chat_template=chat_template,
-            )
+            examples = tokenize_examples(chunk, tokenizer, **options)
+        except ValueError:
+            _raise_for_first_bad_row(chunk, start, tokenizer, options, name)
+            raise
+        for example in examples:
+            truncated += example.truncated
+            if example.dropped:
+                dropped += 1
+            else:
+                kept.append(example)
+    return TokenizedSplit(kept, len(rows), truncated, dropped)
+
+
+def _masking_options(training: Training, chat_template: str) -> dict[str, Any]:
+    return {
+        "loss_on": training.loss_on,
+        "max_seq_length": training.max_seq_length,
+        "chat_template": chat_template,
+    }
+
+
+def _raise_for_first_bad_row(
+    rows: Sequence[dict[str, Any]], start: int, tokenizer: Any, options: dict[str, Any], name: str
+) -> None:
+    for number, row in enumerate(rows, start=start + 1):
+        try:
+            tokenize_example(row, tokenizer, **options)
         except ValueError as err:
             raise UserError(f"{name} line {number}: {err}") from None
-        truncated += example.truncated
-        if example.dropped:
-            dropped += 1
-        else:
-            kept.append(example)
-    return TokenizedSplit(kept, len(rows), truncated, dropped)
 
 
 def require_examples(split: TokenizedSplit, training: Training) -> None:

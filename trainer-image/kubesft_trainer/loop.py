@@ -238,7 +238,9 @@ def build_optimizer(model: Any, spec: SFTJobSpec, learning_rate: float) -> torch
 
         optimizers: Any = bitsandbytes.optim
         return optimizers.AdamW8bit(groups, lr=learning_rate)  # type: ignore[no-any-return]
-    return torch.optim.AdamW(groups, lr=learning_rate)
+    # The same update in one kernel per step: 2.5x faster than torch's CPU default, a loop
+    # of small ops per tensor (bench/fix_before_after.py), and torch's fastest on GPU.
+    return torch.optim.AdamW(groups, lr=learning_rate, fused=True)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, spec: SFTJobSpec, plan: RunPlan) -> Any:

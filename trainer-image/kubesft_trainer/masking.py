@@ -4,7 +4,9 @@ Assistant turns are located without `{% generation %}` markers: render the conve
 up to each turn (with and without the generation prompt), require every shorter rendering
 to be a prefix of the longer one, and grade the characters an assistant turn adds. The
 full text is tokenized once and character spans map to tokens through offsets, the same
-way transformers builds `assistant_masks`.
+way transformers builds `assistant_masks`. `tokenize_examples` encodes many texts in one
+tokenizer call (a fast tokenizer spreads a batch over the CPU cores); `tokenize_example`
+is the same code for one example, so both give identical ids and labels.
 """
 
 from __future__ import annotations
@@ -12,17 +14,23 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Literal
 
 import jinja2
 
-from kubesft_trainer.chat_template import render_conversation, template_name
+from kubesft_trainer.chat_template import (
+    render_conversation,
+    render_conversations,
+    template_name,
+)
 
 IGNORE_INDEX = -100
 LossOn = Literal["assistant", "completion", "all"]
 LOSS_ON = ("assistant", "completion", "all")
 
 Span = tuple[int, int]
+_start, _end = itemgetter(0), itemgetter(1)
 
 
 @dataclass(frozen=True)
@@ -55,29 +63,64 @@ def tokenize_example(
     `text` has no prompt, so it is graded whole under every `loss_on`; for prompt/completion
     `assistant` means the same as `completion`.
     """
+    return tokenize_examples(
+        [example],
+        tokenizer,
+        loss_on=loss_on,
+        max_seq_length=max_seq_length,
+        chat_template=chat_template,
+    )[0]
+
+
+def tokenize_examples(
+    examples: Sequence[Mapping[str, Any]],
+    tokenizer: Any,
+    *,
+    loss_on: LossOn,
+    max_seq_length: int,
+    chat_template: str | None = None,
+) -> list[TokenizedExample]:
+    """`tokenize_example` of each example; chat texts are encoded in one batched call.
+
+    A ValueError names the problem but not the example; callers that need the row run
+    `tokenize_example` row by row to find it.
+    """
     if loss_on not in LOSS_ON:
         raise ValueError(
             f"spec.training.lossOn must be one of {', '.join(LOSS_ON)} (got {loss_on!r})"
         )
     if max_seq_length < 2:
         raise ValueError(f"spec.training.maxSeqLength must be >= 2 (got {max_seq_length})")
-    if "messages" in example:
-        if chat_template is None:
-            raise ValueError("a chat template is required to tokenize a messages example")
-        ids, labels = _tokenize_messages(example["messages"], chat_template, tokenizer, loss_on)
-    elif "prompt" in example and "completion" in example:
-        ids, labels = _tokenize_prompt_completion(
-            str(example["prompt"]), str(example["completion"]), tokenizer, loss_on
-        )
-    elif "text" in example:
-        ids = _bos_ids(tokenizer) + _encode(tokenizer, str(example["text"])) + [_eos_id(tokenizer)]
-        labels = list(ids)
-    else:
-        raise ValueError(
-            "an example needs 'messages', 'prompt' and 'completion', or 'text' "
-            f"(got keys {sorted(example)})"
-        )
-    return _truncate(ids, labels, max_seq_length)
+    tokenized: dict[int, tuple[list[int], list[int]]] = {}  # index -> (ids, labels)
+    chats: list[tuple[int, str, list[Span]]] = []  # index, rendered text, graded spans
+    for index, example in enumerate(examples):
+        if "messages" in example:
+            if chat_template is None:
+                raise ValueError("a chat template is required to tokenize a messages example")
+            _check_messages(example["messages"])
+            text, spans = graded_spans(example["messages"], chat_template, tokenizer, loss_on)
+            chats.append((index, text, spans))
+        elif "prompt" in example and "completion" in example:
+            tokenized[index] = _tokenize_prompt_completion(
+                str(example["prompt"]), str(example["completion"]), tokenizer, loss_on
+            )
+        elif "text" in example:
+            ids = (
+                _bos_ids(tokenizer)
+                + _encode(tokenizer, str(example["text"]))
+                + [_eos_id(tokenizer)]
+            )
+            tokenized[index] = (ids, list(ids))
+        else:
+            raise ValueError(
+                "an example needs 'messages', 'prompt' and 'completion', or 'text' "
+                f"(got keys {sorted(example)})"
+            )
+    if chats:
+        encodings = _encode_with_offsets(tokenizer, [text for _, text, _ in chats])
+        for (index, _, spans), (ids, offsets) in zip(chats, encodings, strict=True):
+            tokenized[index] = (ids, labels_from_spans(ids, offsets, spans))
+    return [_truncate(*tokenized[index], max_seq_length) for index in range(len(examples))]
 
 
 def _truncate(ids: list[int], labels: list[int], max_seq_length: int) -> TokenizedExample:
@@ -87,7 +130,7 @@ def _truncate(ids: list[int], labels: list[int], max_seq_length: int) -> Tokeniz
     if labels:
         # Nothing precedes the first token, so no logit can predict it.
         labels[0] = IGNORE_INDEX
-    dropped = all(label == IGNORE_INDEX for label in labels)
+    dropped = labels.count(IGNORE_INDEX) == len(labels)
     return TokenizedExample(ids, labels, truncated=truncated, dropped=dropped)
 
 
@@ -101,20 +144,22 @@ def _tokenize_prompt_completion(
     return prompt_ids + completion_ids, prompt_labels + list(completion_ids)
 
 
-def _tokenize_messages(
-    messages: Sequence[Mapping[str, Any]], template: str, tokenizer: Any, loss_on: LossOn
-) -> tuple[list[int], list[int]]:
-    _check_messages(messages)
-    text, spans = graded_spans(messages, template, tokenizer, loss_on)
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids = list(encoding["input_ids"])
+def _encode_with_offsets(tokenizer: Any, texts: list[str]) -> list[tuple[list[int], list[Span]]]:
+    """Token ids and character offsets of each text, from one tokenizer call."""
+    encoding = tokenizer(
+        texts,
+        add_special_tokens=False,
+        return_offsets_mapping=True,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
     offsets = encoding.get("offset_mapping")
     if offsets is None:
         raise ValueError(
             "masking chat examples needs a tokenizer that returns offsets (a fast tokenizer); "
             f"{type(tokenizer).__name__} does not"
         )
-    return ids, labels_from_spans(ids, [tuple(o) for o in offsets], spans)
+    return list(zip(encoding["input_ids"], offsets, strict=True))
 
 
 def _check_messages(messages: Sequence[Mapping[str, Any]]) -> None:
@@ -132,19 +177,7 @@ def graded_spans(
     messages: Sequence[Mapping[str, Any]], template: str, tokenizer: Any, loss_on: LossOn
 ) -> tuple[str, list[Span]]:
     """Rendered conversation and the character spans whose tokens are graded."""
-
-    def render(upto: int, add_generation_prompt: bool = False) -> str:
-        try:
-            return render_conversation(
-                messages[:upto], template, tokenizer, add_generation_prompt=add_generation_prompt
-            )
-        except jinja2.TemplateError as error:
-            name = template_name(template)
-            raise ValueError(
-                f"chat template {name} failed to render messages[:{upto}]: {error}"
-            ) from error
-
-    prefixes = [render(upto) for upto in range(1, len(messages) + 1)]
+    prefixes = _render_prefixes(messages, range(1, len(messages) + 1), template, tokenizer)
     text = prefixes[-1]
     if loss_on == "all":
         return text, [(0, len(text))]
@@ -155,11 +188,14 @@ def graded_spans(
     turns = [i for i, message in enumerate(messages) if message["role"] == "assistant"]
     if loss_on == "completion":
         turns = turns[-1:]
+    prompts = _render_prefixes(messages, turns, template, tokenizer, add_generation_prompt=True)
     spans = []
-    for turn in turns:
+    for turn, prompt in zip(turns, prompts, strict=True):
         turn_text = prefixes[turn]
-        before = prefixes[turn - 1] if turn > 0 else render(0)
-        prompt = render(turn, add_generation_prompt=True)
+        if turn > 0:
+            before = prefixes[turn - 1]
+        else:
+            before = _render_prefixes(messages, [0], template, tokenizer)[0]
         if not turn_text.startswith(prompt):
             raise _prefix_error(
                 template, f"messages[:{turn}] with add_generation_prompt", f"messages[:{turn + 1}]"
@@ -174,6 +210,39 @@ def graded_spans(
         if end > start:
             spans.append((start, end))
     return text, spans
+
+
+def _render_prefixes(
+    messages: Sequence[Mapping[str, Any]],
+    lengths: Sequence[int],
+    template: str,
+    tokenizer: Any,
+    *,
+    add_generation_prompt: bool = False,
+) -> list[str]:
+    """`messages[:n]` rendered for each n in `lengths`, in one renderer call.
+
+    A template error is traced to the first prefix that fails, which the message names.
+    """
+    try:
+        return render_conversations(
+            [messages[:n] for n in lengths],
+            template,
+            tokenizer,
+            add_generation_prompt=add_generation_prompt,
+        )
+    except jinja2.TemplateError:
+        for n in lengths:
+            try:
+                render_conversation(
+                    messages[:n], template, tokenizer, add_generation_prompt=add_generation_prompt
+                )
+            except jinja2.TemplateError as error:
+                raise ValueError(
+                    f"chat template {template_name(template)} failed to render "
+                    f"messages[:{n}]: {error}"
+                ) from error
+        raise
 
 
 def _prefix_error(template: str, shorter: str, longer: str) -> ValueError:
@@ -193,14 +262,13 @@ def labels_from_spans(
     Overlap is strict, so zero-width offsets (whitespace trimmed by some byte-level
     tokenizers) at a span's edge stay with the neighbouring ungraded text.
     """
-    starts = [start for start, _ in offsets]
-    ends = [end for _, end in offsets]
     labels = [IGNORE_INDEX] * len(ids)
     for span_start, span_end in spans:
-        first = bisect.bisect_right(ends, span_start)
-        last = bisect.bisect_left(starts, span_end)
+        first = bisect.bisect_right(offsets, span_start, key=_end)
+        last = bisect.bisect_left(offsets, span_end, key=_start)
         for token in range(first, last):
-            if starts[token] < span_end and ends[token] > span_start:
+            start, end = offsets[token]
+            if start < span_end and end > span_start:
                 labels[token] = ids[token]
     return labels
 
