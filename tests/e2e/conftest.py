@@ -6,6 +6,8 @@ container runtime only; see its module docstring for what it does and does not d
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,10 @@ def node_runner(
     request: pytest.FixtureRequest,
 ) -> Iterator[NodeRunner]:
     """A started fake node (8 ``nvidia.com/gpu``) for the session; stopped at the end."""
-    root: Path = tmp_path_factory.mktemp("node-runner")
+    # Under the repository, not /tmp: pods may mount an emptyDir at /tmp (the chart's
+    # operator does), which would hide the runner's own files from later bind mounts.
+    root = ROOT / ".cache" / f"e2e-node-{uuid.uuid4().hex[:8]}"
+    root.mkdir(parents=True)
     runner = NodeRunner(kube_config, root, extended_resources={"nvidia.com/gpu": "8"})
     runner.start()
     request.config.stash[_NODE_RUNNER] = runner
@@ -38,6 +43,7 @@ def node_runner(
     finally:
         del request.config.stash[_NODE_RUNNER]
         runner.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -36,7 +36,7 @@ class OperatorProcess:
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
-        self.liveness_port = _free_port()
+        self.liveness_port = free_port()
 
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": self.kubeconfig, **self.env}

@@ -31,7 +31,8 @@ class OperatorConfig(BaseModel):
     gpu_memory_gib: dict[str, float] = Field(default_factory=lambda: {"nvidia.com/gpu": 80.0})
     """Memory of one GPU per extended resource name, for the feasibility check."""
     resync_seconds: float = Field(default=30.0, gt=0)
-    """Every resource is reconciled at least this often, even without events."""
+    """Every unfinished resource is reconciled at least this often, even without events
+    (one that an event reconciled within the period waits for the next pass)."""
     metrics_port: int = 8080
     run_as_user: int = 1000
 

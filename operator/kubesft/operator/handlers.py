@@ -3,6 +3,9 @@
 Watching handlers (`on.event`) keep kopf stateless on our objects: no finalizers, no
 annotations, no progress records. Every decision is re-derived from what exists, which is
 what makes the operator safe to kill and restart at any point.
+
+Event handlers are async and only queue work (see workqueue.py): they return at once, so
+kopf holds no backlog of event bodies while reconciles wait for the API server.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ log = logging.getLogger("kubesft.operator")
 def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
-    settings.execution.max_workers = 8
     reconciler = make_reconciler()
+    reconciler.start()
     memo.reconciler = reconciler
     memo.stop = threading.Event()
     namespaces = memo.get("namespaces") or None
@@ -39,6 +42,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.cleanup()
 def cleanup(memo: kopf.Memo, **_: Any) -> None:
     memo.stop.set()
+    memo.reconciler.stop()
 
 
 def _resync_loop(
@@ -52,29 +56,40 @@ def _resync_loop(
 
 
 @kopf.on.event("kubesft.io", "v1alpha1", "sftdatasets")
-def dataset_changed(namespace: str, name: str, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    if type != "DELETED":
-        memo.reconciler.dataset(namespace, name)
+async def dataset_changed(
+    namespace: str, name: str, meta: kopf.Meta, type: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    version = (meta.uid, meta.get("generation"))
+    memo.reconciler.dataset_event(namespace, name, version, type == "DELETED")
 
 
 @kopf.on.event("kubesft.io", "v1alpha1", "sftjobs")
-def job_changed(namespace: str, name: str, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    if type != "DELETED":
-        memo.reconciler.job(namespace, name)
+async def job_changed(
+    namespace: str,
+    name: str,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    type: str | None,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    version = (meta.uid, meta.get("generation"))
+    memo.reconciler.job_event(namespace, name, version, status.get("phase"), type == "DELETED")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-def child_job_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-    _owner_changed(memo.reconciler, namespace, labels)
+async def child_job_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+    memo.reconciler.owner_changed(namespace, labels)
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED)
-def child_pod_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-    _owner_changed(memo.reconciler, namespace, labels)
-
-
-def _owner_changed(reconciler: Reconciler, namespace: str, labels: kopf.Labels) -> None:
-    if names.LABEL_JOB in labels:
-        reconciler.job(namespace, labels[names.LABEL_JOB])
-    elif names.LABEL_DATASET in labels:
-        reconciler.dataset(namespace, labels[names.LABEL_DATASET])
+async def child_pod_changed(
+    namespace: str,
+    labels: kopf.Labels,
+    uid: str,
+    status: kopf.Status,
+    type: str | None,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    memo.reconciler.pod_changed(namespace, labels, uid, status.get("phase"), type == "DELETED")

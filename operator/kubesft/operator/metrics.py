@@ -17,22 +17,28 @@ RESOURCES = Gauge("kubesft_resources", "Managed resources by kind and phase", ["
 
 
 class PhaseBook:
-    """The last known phase of each resource, exported as counts per phase."""
+    """The last known phase of each resource, exported as counts per phase.
+
+    Counts are kept up to date per change (not recounted), so recording costs the same
+    with ten resources or ten thousand.
+    """
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._phases: dict[tuple[str, str], str] = {}
-        self._seen: set[str] = set()
+        self._counts: dict[str, int] = {}
+
+    def get(self, namespace: str, name: str) -> str | None:
+        return self._phases.get((namespace, name))
 
     def record(self, namespace: str, name: str, phase: str | None) -> None:
         key = (namespace, name)
-        if phase is None:
-            self._phases.pop(key, None)
-        else:
+        old = self._phases.pop(key, None) if phase is None else self._phases.get(key)
+        if phase is not None:
             self._phases[key] = phase
-        counts: dict[str, int] = {}
-        for p in self._phases.values():
-            counts[p] = counts.get(p, 0) + 1
-        for p in {*counts, *self._seen}:
-            RESOURCES.labels(self.kind, p).set(counts.get(p, 0))
-        self._seen.update(counts)
+        if old == phase:
+            return
+        for p, step in ((old, -1), (phase, 1)):
+            if p is not None:
+                self._counts[p] = self._counts.get(p, 0) + step
+                RESOURCES.labels(self.kind, p).set(self._counts[p])

@@ -95,6 +95,19 @@ def _terminations(pods: list[dict[str, Any]], container: str) -> list[Terminatio
     return sorted(out, key=lambda t: t.finished_at or "")
 
 
+def counts_pods(job: dict[str, Any]) -> bool:
+    """Whether the Job's status counts any pod; if not, listing its pods can be skipped.
+
+    Pods the Job controller has just created, and not yet counted, add nothing: the status
+    update that counts them is a Job event of its own, which reconciles again.
+    """
+    status = job.get("status") or {}
+    uncounted = status.get("uncountedTerminatedPods") or {}
+    return any(status.get(k) for k in ("active", "succeeded", "failed", "terminating")) or any(
+        uncounted.values()
+    )
+
+
 def observe_job(job: dict[str, Any], pods: list[dict[str, Any]], container: str) -> ObservedJob:
     """Facts from a Job (as returned by the API, camelCase) and the pods it owns."""
     status = job.get("status") or {}

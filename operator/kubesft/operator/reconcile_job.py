@@ -20,7 +20,7 @@ from kubesft.operator.config import OperatorConfig
 from kubesft.operator.derive_job import JobFacts, derive_job_status
 from kubesft.operator.feasibility import assess
 from kubesft.operator.kube import Kube, Manifest, now_rfc3339
-from kubesft.operator.observe import ObservedJob, observe_job
+from kubesft.operator.observe import ObservedJob, counts_pods, observe_job
 from kubesft.operator.owner import owner_reference
 from kubesft.operator.pod_parts import parse_location
 from kubesft.operator.status_patch import changed_fields, status_dict
@@ -39,8 +39,11 @@ def _dataset(kube: Kube, job: SFTJob) -> SFTDataset | None:
 
 def _create_children(
     kube: Kube, job: SFTJob, dataset: SFTDataset, config: OperatorConfig
-) -> Manifest:
-    """ServiceAccount/RBAC → (Service) → ConfigMap → Job, each create-or-get by name."""
+) -> tuple[Manifest, Manifest]:
+    """ServiceAccount/RBAC → (Service) → ConfigMap → Job, each create-or-get by name.
+
+    Returns the ConfigMap and the Job as the API returned them.
+    """
     assert dataset.status is not None and dataset.status.location is not None
     inputs = build_trainer.TrainerInputs(
         dataset=parse_location(dataset.status.location),
@@ -51,18 +54,22 @@ def _create_children(
         kube.ensure(manifest)
     if job.spec.resources.nodes > 1:
         kube.ensure(build_trainer.build_service(job))
-    kube.ensure(build_trainer.build_config_map(job, inputs))
+    cm = kube.ensure(build_trainer.build_config_map(job, inputs))
     created = kube.ensure(build_trainer.build_job(job, inputs))
     kube.event(
         job.to_dict(), "Normal", "Created", f"created trainer Job {created['metadata']['name']}"
     )
-    return created
+    return cm, created
 
 
-def _adopt_config(kube: Kube, job: SFTJob, trainer: Manifest) -> None:
-    """Hand the ConfigMap to the Job, so TTL cleanup of the Job removes it too."""
+def _adopt_config(kube: Kube, job: SFTJob, trainer: Manifest, cm: Manifest | None) -> None:
+    """Hand the ConfigMap to the Job, so TTL cleanup of the Job removes it too.
+
+    ``cm`` is the ConfigMap when this reconcile just wrote it (saves reading it again).
+    """
     ns, name = job.metadata.namespace or "", job.metadata.name or ""
-    cm = kube.get("ConfigMap", ns, names.trainer_config(name))
+    if cm is None:
+        cm = kube.get("ConfigMap", ns, names.trainer_config(name))
     owners = (cm or {}).get("metadata", {}).get("ownerReferences") or []
     if cm is not None and not any(o.get("kind") == "Job" for o in owners):
         owner = owner_reference("Job", ObjectMeta.model_validate(trainer["metadata"]), "batch/v1")
@@ -83,11 +90,10 @@ def _sync_suspend(kube: Kube, job: SFTJob, trainer: Manifest) -> None:
         trainer.setdefault("spec", {})["suspend"] = desired
 
 
-def _observe(kube: Kube, trainer: Manifest | None) -> ObservedJob | None:
-    if trainer is None:
-        return None
+def _observe(kube: Kube, trainer: Manifest) -> ObservedJob:
     ns, name = trainer["metadata"]["namespace"], trainer["metadata"]["name"]
-    return observe_job(trainer, kube.job_pods(ns, name), names.TRAINER_CONTAINER)
+    pods = kube.job_pods(ns, name) if counts_pods(trainer) else []
+    return observe_job(trainer, pods, names.TRAINER_CONTAINER)
 
 
 def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str) -> str | None:
@@ -100,18 +106,24 @@ def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str)
     if job.status is not None and job.status.phase in TERMINAL_PHASES:
         return job.status.phase  # finished: never re-run, even when TTL removed the children
     old = status_dict(job.status)
-    dataset = _dataset(kube, job)
     trainer = kube.get("Job", namespace, names.trainer_job(name))
+    cm: Manifest | None = None
     if trainer is None:
+        # The dataset matters only until the trainer exists (its location is in the
+        # ConfigMap from then on), so it is read only here.
+        dataset = _dataset(kube, job)
         infeasible = assess(job, config).problem
         status = derive_job_status(job, JobFacts(dataset, None, infeasible), now_rfc3339())
         if status.phase == "Pending" and dataset is not None:
-            trainer = _create_children(kube, job, dataset, config)
+            cm, trainer = _create_children(kube, job, dataset, config)
             job.status = status  # keep DatasetReady/Feasible for the derivation below
     if trainer is not None:
         _sync_suspend(kube, job, trainer)
-        _adopt_config(kube, job, trainer)
-        status = derive_job_status(job, JobFacts(dataset, _observe(kube, trainer)), now_rfc3339())
+        if job.status is None or job.status.start_time is None:
+            # startTime is recorded in the same reconcile that adopts the ConfigMap, so
+            # once it is set the adoption has happened: no need to read the ConfigMap.
+            _adopt_config(kube, job, trainer, cm)
+        status = derive_job_status(job, JobFacts(None, _observe(kube, trainer)), now_rfc3339())
     return _write_status(kube, raw, old, status)
 
 

@@ -66,8 +66,14 @@ class StartError(Exception):
     """The container cannot be started at all (the runtime's StartError, exit code 128)."""
 
 
-def container_argv(host: Host, container: JSON, env: dict[str, str]) -> list[str]:
-    """command + args with ``$(VAR)`` expanded; ``python`` is this repo's interpreter."""
+def container_argv(host: Host, pod: JSON, container: JSON, env: dict[str, str]) -> list[str]:
+    """command + args with ``$(VAR)`` expanded; ``python`` is this repo's interpreter.
+
+    A ``host.command_override`` that returns an argv replaces command and args entirely.
+    """
+    override = host.command_override(pod, container) if host.command_override else None
+    if override is not None:
+        return [expand(part, env) for part in override]
     command = container.get("command") or list(
         host.entrypoints.get(image_repository(container.get("image", "")), [])
     )

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.node_runner.kube import ClusterAccess, Kube
+from tests.support.node_runner.kube import JSON, ClusterAccess, Kube
 from tests.support.node_runner.mountpoints import HostMountPoints
 from tests.support.node_runner.node import NodeConfig
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+CommandOverride = Callable[[JSON, JSON], Sequence[str] | None]
+"""(pod, container) → the argv to run instead of the container's own, or None to keep it."""
 
 
 def _segment(name: str) -> str:
@@ -30,6 +33,7 @@ class Host:
     python: str
     image_env: Mapping[str, str] = field(default_factory=dict)
     entrypoints: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    command_override: CommandOverride | None = None
     mount_points: HostMountPoints = field(default_factory=HostMountPoints)
     protected: tuple[Path, ...] = ()  # the "image": paths no volume may hide
 

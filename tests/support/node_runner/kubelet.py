@@ -202,7 +202,7 @@ class PodWorker(threading.Thread):
         spec = slot.spec
         try:
             env = self._environment(spec)
-            argv = container_argv(self.host, spec, env)
+            argv = container_argv(self.host, self.pod, spec, env)
             mounts = container_mounts(spec, self._volumes, env)
             check_not_hiding(mounts, self.host.protected)
         except ContainerConfigError as err:

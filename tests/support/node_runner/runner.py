@@ -12,7 +12,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tests.support.node_runner.containers import ContainerProcess
-from tests.support.node_runner.host import Host
+from tests.support.node_runner.host import CommandOverride, Host
 from tests.support.node_runner.kube import (
     JSON,
     Kube,
@@ -38,7 +38,9 @@ class NodeRunner:
     ``root`` holds pods/ (volumes, termination-message files), pvcs/ and logs/.
     ``extended_resources`` is advertised capacity, e.g. ``{"nvidia.com/gpu": "8"}``;
     ``image_env`` stands in for the images' ENV; ``entrypoints`` maps an image repository
-    (no tag) to the command used when a container sets none.
+    (no tag) to the command used when a container sets none; ``command_override(pod,
+    container)`` may return an argv to run instead of the container's command (e.g. a
+    trainer that exits at once, for benchmarks of the control loop), or None to keep it.
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class NodeRunner:
         python: str = sys.executable,
         image_env: Mapping[str, str] | None = None,
         entrypoints: Mapping[str, Sequence[str]] | None = None,
+        command_override: CommandOverride | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.root = Path(root).resolve()
@@ -70,6 +73,7 @@ class NodeRunner:
             python=python,
             image_env=dict(image_env or {}),
             entrypoints=dict(entrypoints or {}),
+            command_override=command_override,
             protected=(Path(python).parent.parent, REPO_ROOT),
         )
         self._registration = NodeRegistration(self._host.kube, self.node)
@@ -156,6 +160,15 @@ class NodeRunner:
             env.pop(name, None)
         else:
             env[name] = value
+
+    def set_entrypoint(self, image_repository: str, command: Sequence[str] | None) -> None:
+        """The stand-in ENTRYPOINT of an image (no tag), for containers that set no command."""
+        entrypoints = self._host.entrypoints
+        assert isinstance(entrypoints, dict)
+        if command is None:
+            entrypoints.pop(image_repository, None)
+        else:
+            entrypoints[image_repository] = list(command)
 
     def simulate_oom(self, match: PodPredicate) -> None:
         """SIGKILL the next running container of a pod ``match`` accepts; report OOMKilled."""
