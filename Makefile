@@ -67,7 +67,6 @@ bench: venv controlplane
 	$(PY) -m pip install --quiet -c trainer-image/requirements.txt -e '.[bench]'
 	$(PY) bench/trainer_vs_trl.py
 	$(PY) bench/data_prep.py
-	$(PY) bench/synthetic_task.py
 	$(PY) bench/operator_scale.py
 
 clean:
