@@ -43,6 +43,7 @@ def test_chart_deployed_operator_drives_a_job_to_success(
     ]
     done = subprocess.run(install, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+    _drop_tmp_volume(kube_config, namespace, f"{release}-kubesft")
     try:
         (pod,) = wait_for("the operator pod running", lambda: _running_operator(cluster))
         operator_log = node_runner.log_path(namespace, pod, "operator")
@@ -67,6 +68,28 @@ def test_chart_deployed_operator_drives_a_job_to_success(
             check=False,
         )
         node_runner.set_entrypoint(OPERATOR_IMAGE, None)
+
+
+def _drop_tmp_volume(kube_config: str, namespace: str, deployment: str) -> None:
+    """The chart mounts an emptyDir at /tmp; the node runner cannot mount over a directory
+    that holds this checkout (CI clones may live under /tmp), so the test pod goes without
+    it. The RBAC, ServiceAccount, env and arguments under test are the chart's own."""
+    from kubernetes import client, config
+
+    apps = client.AppsV1Api(config.new_client_from_config(config_file=kube_config))
+    pod = apps.read_namespaced_deployment(deployment, namespace).spec.template.spec
+    mounts = [m.name for m in pod.containers[0].volume_mounts]
+    volumes = [v.name for v in pod.volumes]
+    patch = [
+        {
+            "op": "remove",
+            "path": f"/spec/template/spec/containers/0/volumeMounts/{mounts.index('tmp')}",
+        },
+        {"op": "remove", "path": f"/spec/template/spec/volumes/{volumes.index('tmp')}"},
+    ]
+    apps.patch_namespaced_deployment(
+        deployment, namespace, patch, _content_type="application/json-patch+json"
+    )
 
 
 def _running_operator(cluster: Cluster) -> list[str]:
