@@ -21,12 +21,10 @@ example. Results go to `bench/results/data_prep.json` and `data_prep.png`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -38,6 +36,7 @@ sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "trainer-image")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+from bench.bench_cli import bench_main  # noqa: E402
 from bench.conversations import make_conversations, write_jsonl  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
 
@@ -86,22 +85,15 @@ class Clock:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, help="folder for the tokenizer")
-    parser.add_argument("--results", type=Path, default=RESULTS)
-    for name, default in asdict(Settings()).items():
-        flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, type=type(default), default=default, dest=name)
-    args = vars(parser.parse_args(argv))
-    work, results = args.pop("work"), args.pop("results")
-    settings = Settings(**args)
-    if work is None:
-        with tempfile.TemporaryDirectory(prefix="kubesft-bench-data-") as temporary:
-            summary = benchmark(Path(temporary), settings, results)
-    else:
-        summary = benchmark(work, settings, results)
-    print(summary)
-    return 0
+    return bench_main(
+        __doc__ or "",
+        Settings,
+        benchmark,
+        results=RESULTS,
+        work_help="folder for the tokenizer",
+        prefix="kubesft-bench-data-",
+        argv=argv,
+    )
 
 
 def benchmark(work: Path, settings: Settings, results: Path) -> str:

@@ -24,14 +24,12 @@ every step with their largest relative difference. Results go to
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -41,6 +39,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "trainer-image")]
 
+from bench.bench_cli import bench_main  # noqa: E402
 from bench.conversations import make_conversations, write_jsonl  # noqa: E402
 from bench.machine import (  # noqa: E402
     machine_info,
@@ -93,22 +92,15 @@ class Run:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, help="folder for data, model and outputs")
-    parser.add_argument("--results", type=Path, default=RESULTS)
-    for name, default in asdict(Settings()).items():
-        flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, type=type(default), default=default, dest=name)
-    args = vars(parser.parse_args(argv))
-    work, results = args.pop("work"), args.pop("results")
-    settings = Settings(**args)
-    if work is None:
-        with tempfile.TemporaryDirectory(prefix="kubesft-bench-trl-") as temporary:
-            summary = benchmark(Path(temporary), settings, results)
-    else:
-        summary = benchmark(work, settings, results)
-    print(summary)
-    return 0
+    return bench_main(
+        __doc__ or "",
+        Settings,
+        benchmark,
+        results=RESULTS,
+        work_help="folder for data, model and outputs",
+        prefix="kubesft-bench-trl-",
+        argv=argv,
+    )
 
 
 def benchmark(work: Path, settings: Settings, results: Path) -> str:
