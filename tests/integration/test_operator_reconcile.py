@@ -14,7 +14,13 @@ from kubesft.api import GROUP, SFT_JOB, VERSION
 from kubesft.operator.kube import Kube
 from kubesft.operator.reconcile_dataset import reconcile_dataset
 from kubesft.operator.reconcile_job import reconcile_job
-from tests.support.cluster_objects import CONFIG, create, make_dataset_ready, sft_job
+from tests.support.cluster_objects import (
+    CONFIG,
+    UNSCHEDULABLE,
+    create,
+    make_dataset_ready,
+    sft_job,
+)
 from tests.support.invalid_manifests import valid_dataset
 
 
@@ -63,7 +69,11 @@ def test_job_waits_for_dataset_then_creates_its_children(kube: Kube, namespace: 
 def test_two_node_job_renders_indexed_job_and_headless_service(kube: Kube, namespace: str) -> None:
     create(kube, namespace, valid_dataset())
     make_dataset_ready(kube, namespace)
-    create(kube, namespace, sft_job(namespace, "multi", resources={"nodes": 2, "gpus": 4}))
+    create(
+        kube,
+        namespace,
+        sft_job(namespace, "multi", resources={**UNSCHEDULABLE, "nodes": 2, "gpus": 4}),
+    )
     reconcile_job(kube, CONFIG, namespace, "multi")
     job = kube.batch.read_namespaced_job("multi-train", namespace)
     assert job.spec.completion_mode == "Indexed" and job.spec.completions == 2
@@ -120,7 +130,9 @@ def test_infeasible_job_fails_before_any_trainer_job(kube: Kube, namespace: str)
     create(
         kube,
         namespace,
-        sft_job(namespace, "cpu-qlora", method={"type": "qlora"}, resources={"gpus": 0}),
+        sft_job(
+            namespace, "cpu-qlora", method={"type": "qlora"}, resources={**UNSCHEDULABLE, "gpus": 0}
+        ),
     )
     assert reconcile_job(kube, CONFIG, namespace, "cpu-qlora") == "Failed"
     st = status(kube, namespace, "cpu-qlora")

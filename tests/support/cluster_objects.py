@@ -32,8 +32,14 @@ def make_dataset_ready(kube: Kube, namespace: str, name: str = "valid-dataset") 
     )
 
 
+# Integration tests check what the operator creates, not what runs: their trainer pods
+# must stay Pending even when an e2e node runner shares the session's control plane.
+UNSCHEDULABLE = {"gpus": 1, "nodeSelector": {"kubesft.io/test-node": "none"}}
+
+
 def sft_job(namespace: str, name: str = "job", **spec: Any) -> dict[str, Any]:
     obj = valid_job(name)
     obj["spec"]["dataset"] = {"name": "valid-dataset"}
+    obj["spec"]["resources"] = dict(UNSCHEDULABLE)
     obj["spec"].update(spec)
     return obj
