@@ -98,7 +98,12 @@ def test_job_creates_pod_and_background_deletion_collects_it(
         spec=client.V1JobSpec(
             backoff_limit=0,
             template=client.V1PodTemplateSpec(
-                spec=client.V1PodSpec(containers=[container], restart_policy="Never")
+                # No node matches: the pod stays Pending even when an e2e node runner is up.
+                spec=client.V1PodSpec(
+                    containers=[container],
+                    restart_policy="Never",
+                    node_selector={"kubesft.io/test-node": "none"},
+                )
             ),
         ),
     )
@@ -113,7 +118,7 @@ def test_job_creates_pod_and_background_deletion_collects_it(
     (owner,) = pod.metadata.owner_references
     assert (owner.kind, owner.name, owner.uid) == ("Job", "hello", created.metadata.uid)
     assert owner.controller
-    assert pod.status.phase == "Pending"  # no node: nothing ever runs
+    assert pod.status.phase == "Pending"  # no matching node: nothing ever runs
 
     batch.delete_namespaced_job("hello", namespace, propagation_policy="Background")
     wait_for("the garbage collector to delete the Job's Pod", lambda: len(pods()) == 0)

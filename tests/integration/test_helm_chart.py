@@ -443,7 +443,20 @@ def test_operator_may_create_the_trainer_rbac_it_hands_out(
     Not a dry run: the RoleBinding's check resolves its Role, which must exist.
     """
     release = install(f"watchNamespaces={{{namespace}}}")
-    meta = {"name": "llama", "namespace": namespace, "uid": str(uuid.uuid4())}
+    # A real owner: kube-controller-manager's garbage collector (when running) deletes
+    # children whose owner does not exist, and the RoleBinding check needs its Role.
+    created = kubectl(
+        "create",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        "-o",
+        "json",
+        input=json.dumps(valid_job("llama")),
+        check=True,
+    )
+    meta = json.loads(created.stdout)["metadata"]
     job = parse_object({**valid_job("llama"), "metadata": meta})
     as_operator = f"--as={service_account(namespace, release)}"
     for manifest in build_trainer.build_rbac(job):
@@ -525,8 +538,17 @@ def test_operator_reconciles_with_nothing_but_the_charts_rbac(
     kubectl("create", "-n", namespace, "-f", "-", input=objects, check=True)
     ready = {"phase": "Ready", "observedGeneration": 1, "location": "pvc://kubesft-data/ready"}
     patch = json.dumps({"status": ready})
-    kubectl("patch", "-n", namespace, "sftds/ready-data", "--subresource=status",
-            "--type=merge", "-p", patch, check=True)  # fmt: skip
+    kubectl(
+        "patch",
+        "-n",
+        namespace,
+        "sftds/ready-data",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        patch,
+        check=True,
+    )
     account = f"{release}-kubesft"
     config = token_kubeconfig(kubectl, kube_config, namespace, account, tmp_path / "kubeconfig")
 
