@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from kubesft.api import SFT_DATASET, SFTDataset, parse_object
 from kubesft.operator import build_dataset, names
 from kubesft.operator.config import OperatorConfig
@@ -11,9 +9,7 @@ from kubesft.operator.derive_dataset import derive_dataset_status
 from kubesft.operator.kube import Kube, now_rfc3339
 from kubesft.operator.observe import ObservedJob, observe_job
 from kubesft.operator.pod_parts import location_uri
-from kubesft.operator.status_patch import changed_fields, status_dict
-
-log = logging.getLogger("kubesft.operator")
+from kubesft.operator.status_patch import status_dict, write_status
 
 
 def _observe(kube: Kube, dataset: SFTDataset, config: OperatorConfig) -> ObservedJob | None:
@@ -45,13 +41,7 @@ def reconcile_dataset(kube: Kube, config: OperatorConfig, namespace: str, name: 
     location = location_uri(build_dataset.storage(dataset, config))
     status = derive_dataset_status(dataset, observed, location, now_rfc3339())
     old = status_dict(dataset.status)
-    patch = changed_fields(old, status_dict(status))
-    if patch:
-        kube.patch_status(SFT_DATASET.plural, namespace, name, patch)
-    if old.get("phase") != status.phase:
-        ready = next((c for c in status.conditions if c.type == "Ready"), None)
-        message = ready.message if ready else status.phase
-        kind = "Warning" if status.phase == "Failed" else "Normal"
-        kube.event(raw, kind, status.phase, message)
-        log.info("SFTDataset %s/%s: %s (%s)", namespace, name, status.phase, message)
+    ready = next((c for c in status.conditions if c.type == "Ready"), None)
+    message = ready.message if ready else status.phase
+    write_status(kube, SFT_DATASET.plural, raw, old, status, message)
     return status.phase

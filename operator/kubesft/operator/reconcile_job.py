@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from kubesft.api import (
@@ -23,9 +22,7 @@ from kubesft.operator.kube import Kube, Manifest, now_rfc3339
 from kubesft.operator.observe import ObservedJob, counts_pods, observe_job
 from kubesft.operator.owner import owner_reference
 from kubesft.operator.pod_parts import parse_location
-from kubesft.operator.status_patch import changed_fields, status_dict
-
-log = logging.getLogger("kubesft.operator")
+from kubesft.operator.status_patch import status_dict, write_status
 
 
 def _dataset(kube: Kube, job: SFTJob) -> SFTDataset | None:
@@ -128,14 +125,7 @@ def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str)
 
 
 def _write_status(kube: Kube, raw: Manifest, old: dict[str, Any], status: SFTJobStatus) -> str:
-    namespace, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
-    patch = changed_fields(old, status_dict(status))
-    if patch:
-        kube.patch_status(SFT_JOB.plural, namespace, name, patch)
-    if old.get("phase") != status.phase:
-        latest = max(status.conditions, key=lambda c: c.last_transition_time or "", default=None)
-        message = latest.message if latest and latest.message else status.phase
-        kind = "Warning" if status.phase == "Failed" else "Normal"
-        kube.event(raw, kind, status.phase, message)
-        log.info("SFTJob %s/%s: %s (%s)", namespace, name, status.phase, message)
+    latest = max(status.conditions, key=lambda c: c.last_transition_time or "", default=None)
+    message = latest.message if latest and latest.message else status.phase
+    write_status(kube, SFT_JOB.plural, raw, old, status, message)
     return str(status.phase)
