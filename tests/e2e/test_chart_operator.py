@@ -9,7 +9,7 @@ from typing import Any
 from kubesft.api import SFT_DATASET, SFT_JOB
 from tests.support.controlplane import build_binaries
 from tests.support.node_runner import NodeRunner
-from tests.support.operator_process import free_port
+from tests.support.operator_process import free_port, refusals
 from tests.support.sft_cluster import ROOT, Cluster, quickstart, wait_for
 
 OPERATOR_IMAGE = "ghcr.io/kubesft/operator"
@@ -59,7 +59,7 @@ def test_chart_deployed_operator_drives_a_job_to_success(
         assert st["phase"] == "Succeeded", st
         assert cluster.status(SFT_DATASET.plural, "quickstart")["phase"] == "Ready"
         log = operator_log.read_text()
-        refused = [line for line in log.splitlines() if "403" in line or "orbidden" in line]
+        refused = refusals(log)
         assert not refused, "\n".join(refused)
     finally:
         subprocess.run(

@@ -27,6 +27,7 @@ from kubesft.operator import build_trainer
 from kubesft.operator.config import ENV_PREFIX, OperatorConfig
 from tests.support.controlplane import build_binaries, free_port
 from tests.support.invalid_manifests import valid_dataset, valid_job
+from tests.support.operator_process import refusals
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "kubesft"
@@ -579,11 +580,7 @@ def test_operator_reconciles_with_nothing_but_the_charts_rbac(
         for ref in ("sa/llama-trainer", "role/llama-trainer", "rolebinding/llama-trainer"):
             assert exists(ref), ref
         assert kubectl("get", "events", "-n", namespace, "-o", "name").stdout.strip()
-    refused = [
-        line
-        for line in log.read_text().splitlines()
-        if "403" in line or "forbidden" in line.lower() or "permission" in line.lower()
-    ]
+    refused = refusals(log.read_text())
     assert not refused, "the operator was refused:\n" + "\n".join(refused)
 
 

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+REFUSED = re.compile(r"API error 403|\bforbidden\b|\bpermissions?\b", re.IGNORECASE)
+"""A refusal in an operator log: its own API-error line, or kopf's words for one."""
+
+
+def refusals(log: str) -> list[str]:
+    """Lines of an operator log that say the API refused a call.
+
+    Not a bare "403": timestamps (",403") and UIDs contain it, which once failed a test.
+    """
+    return [line for line in log.splitlines() if REFUSED.search(line)]
 
 
 def free_port() -> int:
