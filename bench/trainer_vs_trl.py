@@ -69,9 +69,44 @@ class Settings:
     intermediate_size: int = 768
     layers: int = 4
     vocab_size: int = 4096
+    heads: int = 4
+    kv_heads: int = 2
+    pad_vocab_to: int = 0
+    """Embedding rows at least this many (the tokenizer learns fewer on synthetic chats)."""
     seed: int = 42
     threads: int = 1
     """torch threads of both sides (and of the peak measurement); 1 is robust on shared cores."""
+    device: str = "cpu"
+    """cpu (GPUs hidden from both sides) or cuda."""
+    precision: str = "fp32"
+    """fp32, or bf16: fp32 master weights with bf16 autocast on both sides."""
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {},
+    # TinyLlama-1.1B's shape, random init, full fine-tuning in bf16 on one GPU.
+    "gpu-1b": {
+        "device": "cuda",
+        "precision": "bf16",
+        "hidden_size": 2048,
+        "intermediate_size": 5632,
+        "layers": 22,
+        "heads": 32,
+        "kv_heads": 4,
+        "vocab_size": 32000,
+        "pad_vocab_to": 32000,
+        "max_seq_length": 4096,
+        "gradient_accumulation": 4,
+        "conversations": 6000,
+        "steps": 30,
+        "skip_steps": 10,
+        "rounds": 2,
+        "learning_rate": 1e-4,
+        "threads": 4,
+    },
+}
+DATASHEET_PEAK_FLOPS = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}
+"""Dense bf16 tensor-core peaks from NVIDIA's datasheets (SXM parts), by name fragment."""
 
 
 @dataclass
@@ -100,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         work_help="folder for data, model and outputs",
         prefix="kubesft-bench-trl-",
         argv=argv,
+        presets=PRESETS,
     )
 
 
@@ -109,7 +145,7 @@ def benchmark(work: Path, settings: Settings, results: Path) -> str:
     plan = kubesft_step_plan(config_path, settings)
     trl_settings = write_trl_inputs(work, model, plan, settings)
     torch_threads(settings.threads)
-    peak = measure_matmul_peak()
+    peak = measure_peak(settings)
     runs: list[Run] = []
     for round_ in range(settings.rounds):
         sides = ("kubesft", "trl") if round_ % 2 == 0 else ("trl", "kubesft")
@@ -119,13 +155,47 @@ def benchmark(work: Path, settings: Settings, results: Path) -> str:
             else:
                 runs.append(run_trl(work, trl_settings, round_, settings))
             print(f"round {round_ + 1} {side}: {runs[-1].wall_seconds:.0f} s", flush=True)
-    peak = max(peak, measure_matmul_peak())
+    peak = max(peak, measure_peak(settings))
     shape = model_shape(str(model))
     report = summarize(runs, plan, shape, peak, settings)
     results.mkdir(parents=True, exist_ok=True)
-    (results / "trainer_vs_trl.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(runs, report, results / "trainer_vs_trl_loss.png")
+    name = "trainer_vs_trl" if settings.device == "cpu" else "trainer_vs_trl_gpu"
+    (results / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(runs, report, results / f"{name}_loss.png")
     return report["summary"]
+
+
+def measure_peak(settings: Settings) -> float:
+    """The best matmul rate here: fp32 on CPU, bf16 on the GPU (what the trainers run)."""
+    if settings.device == "cpu":
+        return measure_matmul_peak()
+    import torch
+
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    best = 0.0
+    for _ in range(10):
+        started = time.perf_counter()
+        a @ b
+        torch.cuda.synchronize()
+        best = max(best, 2 * 8192**3 / (time.perf_counter() - started))
+    return best
+
+
+def datasheet_peak() -> tuple[str, float] | None:
+    """The GPU's name and its datasheet bf16 peak, when known."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name(0)
+    for fragment, flops in DATASHEET_PEAK_FLOPS.items():
+        if fragment in name:
+            return name, flops
+    return None
 
 
 def torch_threads(threads: int) -> None:
@@ -143,6 +213,8 @@ def prepare_inputs(work: Path, settings: Settings) -> tuple[Path, Path]:
         *("tiny-model", "--out", model, "--corpus", dataset / "train.jsonl"),
         *("--vocab-size", settings.vocab_size, "--hidden-size", settings.hidden_size),
         *("--intermediate-size", settings.intermediate_size, "--layers", settings.layers),
+        *("--heads", settings.heads, "--kv-heads", settings.kv_heads),
+        *("--max-positions", settings.max_seq_length, "--pad-vocab-to", settings.pad_vocab_to),
     )
     spec = {
         "model": {"name": "tiny-llama", "source": "pvc", "pvc": {"claimName": "models"}},
@@ -162,7 +234,7 @@ def prepare_inputs(work: Path, settings: Settings) -> tuple[Path, Path]:
             "packing": True,
             "lossOn": "assistant",
             "gradientCheckpointing": False,
-            "precision": "fp32",
+            "precision": settings.precision,
             "attnImplementation": "sdpa",
             "seed": settings.seed,
         },
@@ -259,23 +331,27 @@ def write_trl_inputs(work: Path, model: Path, plan: StepPlan, settings: Settings
         "max_grad_norm": 1.0,
         "max_seq_length": settings.max_seq_length * settings.micro_batch_size,
         "seed": settings.seed,
+        "device": settings.device,
+        "bf16": settings.precision == "bf16",
     }
     path = work / "trl-settings.json"
     path.write_text(json.dumps(trl_settings, indent=2), encoding="utf-8")
     return path
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    return {
+def child_env(device: str = "cpu", **extra: str) -> dict[str, str]:
+    path = [str(REPO / "operator"), str(REPO / "trainer-image")]
+    env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(REPO / "trainer-image")]),
+        "PYTHONPATH": os.pathsep.join([*path, os.environ.get("PYTHONPATH", "")]),
         "HF_HUB_OFFLINE": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "PYTHONWARNINGS": "ignore",
-        # The CPU set: both sides on the CPU even where a GPU is present.
-        "CUDA_VISIBLE_DEVICES": "",
         **extra,
     }
+    if device == "cpu":  # the CPU set: both sides on the CPU even where a GPU is present
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
 
 
 POLL_SECONDS = 0.02
@@ -289,7 +365,7 @@ class Measured:
     marks: list[tuple[float, float]]
 
 
-def measured(command: list[str], log: Path, progress: Path, threads: int) -> Measured:
+def measured(command: list[str], log: Path, progress: Path, settings: Settings) -> Measured:
     """Run `command`, noting wall and CPU time whenever a step record lands in `progress`.
 
     Both trainers append one line per optimizer step (kubesft's metrics.jsonl, TRL's
@@ -299,7 +375,8 @@ def measured(command: list[str], log: Path, progress: Path, threads: int) -> Mea
     """
     started = time.perf_counter()
     marks: list[tuple[float, float]] = []
-    env = child_env(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    threads = str(settings.threads)
+    env = child_env(settings.device, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     with log.open("w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         size = -1
@@ -352,12 +429,14 @@ def run_kubesft(
     path.write_text(json.dumps(config), encoding="utf-8")
     command = [sys.executable, "-m", "kubesft_trainer", "train", "--config", str(path)]
     metrics = output / "metrics.jsonl"
-    run = measured(command, work / f"kubesft-{round_}.log", metrics, settings.threads)
+    run = measured(command, work / f"kubesft-{round_}.log", metrics, settings)
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
     train = [r for r in records if r["type"] == "train"]
     # The loop times each step from batch selection to the optimizer step, reporting left out.
     seconds = [plan.tokens(r["step"] - 1) / r["tokensPerSecond"] for r in train]
     losses = [r["trainLoss"] for r in train]
+    gpu_memory = [r["gpuMemoryGiB"] for r in train if r.get("gpuMemoryGiB") is not None]
+    details = {"peakGpuMemoryGiB": max(gpu_memory)} if gpu_memory else {}
     return Run(
         "kubesft",
         round_,
@@ -367,7 +446,7 @@ def run_kubesft(
         run.wall_seconds,
         run.peak_rss_mib,
         run.cpu_seconds,
-        {},
+        details,
     )
 
 
@@ -377,7 +456,7 @@ def run_trl(work: Path, settings_path: Path, round_: int, settings: Settings) ->
         *(sys.executable, str(REPO / "bench" / "trl_sft.py")),
         *("--settings", str(settings_path), "--out", str(out), "--progress", str(progress)),
     ]
-    run = measured(command, work / f"trl-{round_}.log", progress, settings.threads)
+    run = measured(command, work / f"trl-{round_}.log", progress, settings)
     result = json.loads(out.read_text())
     steps = result.pop("steps")
     return Run(
@@ -412,6 +491,7 @@ def summarize(
         own = [tokens / sum(r.step_seconds[s] for s in measured_steps) for r in mine]
         # The least disturbed round of each side: other load on the machine only slows down.
         rate = max(wall)
+        gpu_memory = [r.details.get("peakGpuMemoryGiB") for r in mine]
         sides[side] = {
             "tokensPerSecond": round(rate, 1),
             "tokensPerSecondByRound": [round(x, 1) for x in wall],
@@ -419,7 +499,9 @@ def summarize(
             "tokensPerCpuSecondByRound": [round(x, 1) for x in cpu],
             "tokensPerSecondOwnTimingByRound": [round(x, 1) for x in own],
             "mfu": round(rate * flops / tokens / peak, 4),
+            **_datasheet_mfu(rate * flops / tokens),
             "peakRssMiB": round(max(r.peak_rss_mib for r in mine), 1),
+            "peakGpuMemoryGiB": max((m for m in gpu_memory if m is not None), default=None),
             "wallSecondsByRound": [round(r.wall_seconds, 1) for r in mine],
             "cpuSecondsByRound": [round(r.cpu_seconds, 1) for r in mine],
             "losses": mine[0].losses,
@@ -430,12 +512,19 @@ def summarize(
     ours, theirs = sides["kubesft"]["losses"], sides["trl"]["losses"]
     differences = [abs(a - b) / abs(b) for a, b in zip(ours, theirs, strict=True)]
     max_difference = max(differences)
-    threads = f"{settings.threads} thread{'s' if settings.threads > 1 else ''}"
+    if settings.device == "cpu":
+        where = f"CPU, {settings.threads} thread{'s' if settings.threads > 1 else ''}"
+        extra = f"{cpu_ratio:.2f}x tokens per CPU-second"
+    else:
+        where = f"{machine_info()['gpu']}, {settings.precision}, {shape['parameters'] / 1e9:.2f}B"
+        mfu = {side: sides[side].get("mfuDatasheet", sides[side]["mfu"]) for side in sides}
+        extra = f"MFU kubesft {100 * mfu['kubesft']:.1f}%, TRL {100 * mfu['trl']:.1f}%"
     summary = (
         f"trainer vs TRL: {ratio:.2f}x tokens/s (kubesft {sides['kubesft']['tokensPerSecond']:.0f}"
-        f" tok/s, TRL {sides['trl']['tokensPerSecond']:.0f} tok/s; CPU, {threads}), "
-        f"{cpu_ratio:.2f}x tokens per CPU-second, loss curves within {100 * max_difference:.4f}%"
+        f" tok/s, TRL {sides['trl']['tokensPerSecond']:.0f} tok/s; {where}), "
+        f"{extra}, loss curves within {100 * max_difference:.4f}%"
     )
+    device = "CPU" if settings.device == "cpu" else "GPU"
     return {
         "benchmark": "trainer_vs_trl",
         "summary": summary,
@@ -444,8 +533,14 @@ def summarize(
         "model": shape,
         "peakFlops": {
             "value": peak,
-            "how": "best fp32 torch.mm of 2048x2048 matrices on this machine, "
-            f"{settings.threads} torch thread(s) as in training",
+            "how": (
+                "best fp32 torch.mm of 2048x2048 matrices on this machine, "
+                f"{settings.threads} torch thread(s) as in training"
+                if settings.device == "cpu"
+                else "best bf16 8192x8192x8192 matmul on this GPU; mfuDatasheet uses "
+                "NVIDIA's dense bf16 datasheet peak"
+            ),
+            "datasheet": (datasheet_peak() or (None, None))[1],
         },
         "measuredSteps": [settings.skip_steps + 1, settings.steps],
         "tokensPerStep": [plan.tokens(s) for s in range(settings.steps)],
@@ -456,11 +551,16 @@ def summarize(
         "lossMaxRelativeDifferenceStep": differences.index(max_difference) + 1,
         "sides": sides,
         "targets": {
-            "tokensPerSecondRatio": {"target": 1.5, "stated_for": "GPU", "measured_on": "CPU"},
-            "mfu": {"target": 0.5, "stated_for": "GPU full fine-tuning", "measured_on": "CPU"},
+            "tokensPerSecondRatio": {"target": 1.5, "stated_for": "GPU", "measured_on": device},
+            "mfu": {"target": 0.5, "stated_for": "GPU full fine-tuning", "measured_on": device},
             "lossMaxRelativeDifference": {"target": 0.02},
         },
     }
+
+
+def _datasheet_mfu(flops_per_second: float) -> dict[str, float]:
+    known = datasheet_peak()
+    return {"mfuDatasheet": round(flops_per_second / known[1], 4)} if known else {}
 
 
 def plot(runs: list[Run], report: dict[str, Any], path: Path) -> None:
@@ -504,7 +604,8 @@ def plot(runs: list[Run], report: dict[str, Any], path: Path) -> None:
     right.set(
         xlabel="optimizer step",
         ylabel="real tokens / s",
-        title=f"Throughput (CPU), kubesft/TRL = {report['ratioTokensPerSecond']:.2f}x",
+        title=f"Throughput ({report['targets']['mfu']['measured_on']}), "
+        f"kubesft/TRL = {report['ratioTokensPerSecond']:.2f}x",
     )
     right.legend(fontsize=8)
     fig.tight_layout()

@@ -96,12 +96,12 @@ def run(settings: dict[str, Any], progress: Path | None = None) -> dict[str, Any
         dataset_kwargs={"skip_prepare_dataset": True},
         train_sampling_strategy="sequential",
         model_init_kwargs={"dtype": "float32", "attn_implementation": "sdpa"},
-        bf16=False,
+        bf16=settings.get("bf16", False),
         gradient_checkpointing=False,
         logging_steps=1,
         save_strategy="no",
         report_to="none",
-        use_cpu=True,
+        use_cpu=settings.get("device", "cpu") == "cpu",
         seed=settings["seed"],
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -115,7 +115,13 @@ def run(settings: dict[str, Any], progress: Path | None = None) -> dict[str, Any
         callbacks=[clock],
     )
     trainer.train()
+    import torch
+
+    cuda = torch.cuda.is_available() and not config.use_cpu
     return {
+        "peakGpuMemoryGiB": (
+            round(torch.cuda.max_memory_allocated() / 1024**3, 2) if cuda else None
+        ),
         "steps": clock.steps,
         "optimizer": str(trainer.args.optim),
         "paddingFree": bool(trainer.padding_free),

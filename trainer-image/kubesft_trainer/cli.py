@@ -124,6 +124,15 @@ def _tiny_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden-size", type=int, default=128)
     parser.add_argument("--intermediate-size", type=int, default=256)
     parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--kv-heads", type=int, default=2)
+    parser.add_argument("--max-positions", type=int, default=512)
+    parser.add_argument(
+        "--pad-vocab-to",
+        type=int,
+        default=0,
+        help="embedding rows at least this many (a realistic vocabulary for size benchmarks)",
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -135,6 +144,9 @@ def run_tiny_model(args: argparse.Namespace) -> int:
         hidden_size=args.hidden_size,
         intermediate_size=args.intermediate_size,
         num_layers=args.layers,
+        num_heads=args.heads,
+        num_kv_heads=args.kv_heads,
+        max_position_embeddings=args.max_positions,
     )
     try:
         params = save_tiny_model(
@@ -143,6 +155,7 @@ def run_tiny_model(args: argparse.Namespace) -> int:
             vocab_size=args.vocab_size,
             shape=shape,
             seed=args.seed,
+            pad_vocab_to=args.pad_vocab_to,
         )
     except (OSError, ValueError) as err:
         raise UserError(f"tiny-model: {err}") from None

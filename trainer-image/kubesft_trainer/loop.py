@@ -190,7 +190,14 @@ def _report_progress(session: Session, step: int, result: StepResult, seconds: f
         train_loss=result.loss,
         learning_rate=session.scheduler.get_last_lr()[0],
         grad_norm=result.grad_norm,
+        gpu_memory_gib=_peak_gpu_memory_gib(session.accelerator.device),
     )
+
+
+def _peak_gpu_memory_gib(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_allocated(device) / 1024**3, 2)
 
 
 def _save_checkpoint(session: Session, progress: Progress) -> None:

@@ -148,8 +148,13 @@ class Reporter:
         train_loss: float | None,
         learning_rate: float | None,
         grad_norm: float | None,
+        gpu_memory_gib: float | None = None,
     ) -> None:
-        """One optimizer step done; reported when the rate limit allows."""
+        """One optimizer step done; reported when the rate limit allows.
+
+        `gpu_memory_gib` is the peak memory torch allocated on this rank's GPU so far
+        (None on CPU): what to compare with preflight's estimate.
+        """
         now = self.clock()
         if self._rate_origin is None:
             self._rate_origin = (step, now)
@@ -168,6 +173,7 @@ class Reporter:
                 "gradNorm": _number(grad_norm),
                 "tokensPerSecond": _number(tokens_per_second),
                 "etaSeconds": eta,
+                "gpuMemoryGiB": _number(gpu_memory_gib),
             }
         )
 

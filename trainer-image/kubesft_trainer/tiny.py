@@ -84,10 +84,15 @@ def save_tiny_model(
     vocab_size: int = 512,
     shape: TinyShape = TinyShape(),
     seed: int = 0,
+    pad_vocab_to: int = 0,
 ) -> int:
-    """Write tokenizer and model to `out`; returns the parameter count."""
+    """Write tokenizer and model to `out`; returns the parameter count.
+
+    `pad_vocab_to` gives the model at least that many embedding rows even when the
+    tokenizer learned fewer tokens, so a benchmark model has a realistic vocabulary.
+    """
     tokenizer = build_tokenizer(texts, vocab_size)
-    model = build_model(len(tokenizer), shape, seed)
+    model = build_model(max(len(tokenizer), pad_vocab_to), shape, seed)
     # The ids the model config names must be the tokenizer's, or generation never stops.
     model.config.eos_token_id = tokenizer.eos_token_id
     model.config.pad_token_id = tokenizer.pad_token_id
