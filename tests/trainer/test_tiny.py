@@ -35,3 +35,14 @@ def test_tiny_model_without_a_corpus_has_one_token_per_byte(tmp_path) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
     assert tokenizer.tokenize("héllo") == ["h", "Ã", "©", "l", "l", "o"]
+
+
+def test_tiny_model_shape_flags_set_heads_positions_and_padded_vocab(tmp_path) -> None:
+    args = ["--hidden-size", "64", "--heads", "8", "--kv-heads", "4", "--max-positions", "2048"]
+    assert main(["tiny-model", "--out", str(tmp_path), *args, "--pad-vocab-to", "1000"]) == 0
+
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["num_attention_heads"] == 8 and config["num_key_value_heads"] == 4
+    assert config["max_position_embeddings"] == 2048
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    assert len(tokenizer) < 1000 == config["vocab_size"]  # rows beyond the tokenizer's ids
