@@ -150,6 +150,12 @@ CASES: list[InvalidCase] = [
         "spec.resources.nodes",
     ),
     InvalidCase(
+        "multi-node-without-shared-output",
+        J,
+        {"spec.resources": {"nodes": 2, "gpus": 1}, "spec.output": {"url": "s3://bucket/run"}},
+        "spec.output",
+    ),
+    InvalidCase(
         "memory-not-quantity", J, {"spec.resources.memory": "lots"}, "spec.resources.memory"
     ),
     InvalidCase(

@@ -282,8 +282,15 @@ def test_termination_summary_fits_in_4_kib() -> None:
     assert doc["phase"] == "Failed" and 0 < len(doc["errors"]) < 20
 
 
-@pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed")
-def test_s3_source_without_s3fs_says_what_to_install(tmp_path: Path) -> None:
+def test_s3_source_without_s3fs_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "s3fs" else real_find_spec(name, *args),
+    )
     source = make_spec(source={"url": {"url": "s3://bucket/data.jsonl"}}).source
     with pytest.raises(UserError, match="needs the s3fs package"):
         list(read_source(source, workdir=tmp_path))

@@ -31,6 +31,7 @@ from kubesft_trainer.data import Batch, MicroBatchPlan, collate, step_micro_batc
 from kubesft_trainer.evaluate import EvalResult
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.masking import IGNORE_INDEX, TokenizedExample
+from kubesft_trainer.remote_output import RemoteOutput
 
 TEST_SLEEP_AFTER_STEP = "KUBESFT_TEST_SLEEP_AFTER_STEP"
 """Test hook: after this step (and its checkpoint) the trainer sleeps, to be killed there."""
@@ -64,6 +65,8 @@ class Session:
     pad_id: int
     output_dir: Path
     reporter: Any = None  # report.Reporter on the main process only
+    remote: RemoteOutput | None = None
+    """The output's s3 mirror (`spec.output.url`); checkpoints are uploaded as they land."""
     last_eval: EvalResult | None = None
     last_eval_step: int | None = None
 
@@ -212,9 +215,21 @@ def _save_checkpoint(session: Session, progress: Progress) -> None:
         keep=kept.keep,
         keep_best=kept.keep_best,
     )
-    if session.reporter is not None:
-        on_disk = [r.path for r in checkpoint.list_checkpoints(session.output_dir)]
+    if session.reporter is None:  # not the main process
+        return
+    output_dir, remote = session.output_dir, session.remote
+    on_disk = [r.path for r in checkpoint.list_checkpoints(output_dir)]
+    if remote is None:
         session.reporter.checkpoint(record.step, record.path, record.eval_loss, kept=on_disk)
+        return
+    remote.upload_checkpoint(record.path, output_dir)
+    session.reporter.checkpoint(
+        record.step,
+        remote.url_of(record.path, output_dir),
+        record.eval_loss,
+        kept=[remote.url_of(path, output_dir) for path in on_disk],
+    )
+    remote.upload_resume_files(output_dir)  # the checkpoint's record included
 
 
 def _test_sleep(step: int) -> None:

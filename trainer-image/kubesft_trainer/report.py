@@ -221,15 +221,19 @@ class Reporter:
         `summary` adds status fields (`evaluation`, `output`, ...) and wins over the
         reporter's own on a clash; the merged report is returned.
         """
-        try:
-            write_loss_plot(self.output_dir, read_metrics(self.output_dir))
-        except Exception:  # the plot is a convenience; never fail a finished run over it
-            log.warning("cannot write %s", PLOT_FILE, exc_info=True)
+        self.write_plot()
         final = {**self.report(), **summary}
         self._send(final, force=True)
         if self.termination_log is not None:
             write_termination_message(self.termination_log, final)
         return final
+
+    def write_plot(self) -> None:
+        """loss.png from metrics.jsonl so far."""
+        try:
+            write_loss_plot(self.output_dir, read_metrics(self.output_dir))
+        except Exception:  # the plot is a convenience; never fail a finished run over it
+            log.warning("cannot write %s", PLOT_FILE, exc_info=True)
 
     def _record(self, record: dict[str, Any], force: bool = False) -> None:
         record["time"] = _rfc3339_now()

@@ -9,7 +9,6 @@ cannot be parsed is reported as such instead of ending the run.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
 import urllib.error
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 
 from kubesft.api.dataset import DataSource, HFSource
 from kubesft_trainer.exit_codes import UserError
+from kubesft_trainer.s3 import s3_filesystem, split_url
 
 DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
 CHUNK_BYTES = 1 << 20
@@ -194,17 +194,8 @@ def _download_http(url: str, dest: Path, max_bytes: int | None, label: str) -> N
 
 
 def _download_s3(url: str, dest: Path, max_bytes: int | None, label: str) -> None:
-    if importlib.util.find_spec("s3fs") is None:
-        raise UserError(
-            f"{label}.url: s3:// needs the s3fs package, which this trainer image lacks; "
-            "add it to the image or use an https (e.g. presigned) URL"
-        )
-    import fsspec
-
-    # Credentials come from AWS_* variables, set from the spec's credentialsSecretRef.
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    fs = fsspec.filesystem("s3", client_kwargs={"endpoint_url": endpoint} if endpoint else {})
-    key = url.removeprefix("s3://")
+    fs = s3_filesystem(f"{label}.url")
+    key = split_url(url)
     try:
         size = fs.size(key)
         if max_bytes is not None and size > max_bytes:
@@ -212,7 +203,10 @@ def _download_s3(url: str, dest: Path, max_bytes: int | None, label: str) -> Non
         with fs.open(key, "rb") as src:
             _copy_limited(src, dest, max_bytes, url)
     except (FileNotFoundError, PermissionError) as err:
-        raise UserError(f"{label}.url: cannot read {url}: {err}") from None
+        raise UserError(
+            f"{label}.url: cannot read {url}: {err or type(err).__name__}; check the bucket, "
+            "the key and credentialsSecretRef"
+        ) from None
 
 
 def _copy_limited(src: IO[bytes], dest: Path, max_bytes: int | None, what: str) -> None:

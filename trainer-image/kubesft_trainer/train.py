@@ -48,6 +48,7 @@ from kubesft_trainer.model import (
     model_source,
     peft_quietly,
 )
+from kubesft_trainer.remote_output import RemoteOutput
 
 MODEL_DIR = "model"
 MERGED_DIR = "merged"
@@ -79,9 +80,11 @@ def train(config: TrainerConfig) -> dict[str, Any]:
     spec = config.spec
     accelerator, precision = start_accelerator(config)
     set_seed(spec.training.seed)  # the same adapter initialization on every rank
+    remote = open_remote_output(config, accelerator)
     source = model_source(spec, config.runtime)
     inputs = load_inputs(config, source, accelerator, precision)
     session = build_session(config, inputs, source, accelerator, precision)
+    session.remote = remote
     progress = start_or_resume(session)
     session.reporter = open_reporter(config, accelerator, resume_step=progress.step)
     prompts, references = evaluate.eval_prompts(inputs.eval_rows, spec.evaluation.samples)
@@ -97,15 +100,34 @@ def train(config: TrainerConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if accelerator.is_main_process:
         output = save_outputs(config, session, inputs, source)
-        summary = summarize(config, progress, inputs, output, final)
+        evaluation = None
         if final is not None:
             report.write_eval_json(
                 session.output_dir, before, after, prompts, final, references=references
             )
-            summary["evaluation"] = report.evaluation_status(final, prompts, before, after)
+            evaluation = report.evaluation_status(final, prompts, before, after)
+        if remote is not None:  # uploaded before the run may say Succeeded
+            session.reporter.write_plot()
+            remote.upload_results(session.output_dir)
+            output["path"] = remote.url_of(Path(output["path"]), session.output_dir)
+        summary = summarize(config, progress, inputs, output, final)
+        if evaluation is not None:
+            summary["evaluation"] = evaluation
         summary = session.reporter.finish(summary)
     accelerator.wait_for_everyone()
     return summary
+
+
+def open_remote_output(config: TrainerConfig, accelerator: Accelerator) -> RemoteOutput | None:
+    """The s3 mirror of `spec.output.url`: writable, and its latest checkpoint restored."""
+    remote = RemoteOutput.for_spec(config.spec)
+    if remote is not None and accelerator.is_main_process:
+        remote.check_writable()
+        step = remote.restore(Path(config.runtime.output_dir))
+        if step is not None:
+            print(f"restored checkpoint step-{step} from {remote.url}", flush=True)
+    accelerator.wait_for_everyone()
+    return remote
 
 
 def start_accelerator(config: TrainerConfig) -> tuple[Accelerator, Precision]:

@@ -217,7 +217,8 @@ class Output(APIModel):
 
     pvc: PVCLocation | None = None
     url: str | None = Field(default=None, pattern=r"^s3://\S+$", max_length=MAX_STRING)
-    """`s3://bucket/prefix`; checkpoints stay on local scratch, results are uploaded."""
+    """`s3://bucket/prefix`: checked for writes at start; each checkpoint is uploaded when
+    complete (a retried pod resumes from it) and the results before the job succeeds."""
     credentials_secret_ref: SecretRef | None = None
     """Secret with AWS credentials for url."""
     merge_adapter: bool = False
@@ -232,6 +233,17 @@ class Retry(APIModel):
 
 class SFTJobSpec(APIModel):
     """Desired state of an SFTJob."""
+
+    rules = (
+        Rule(
+            cel="!has(self.resources) || "
+            f"{cel_field('resources.nodes', 1)} == 1 || has(self.output.pvc)",
+            message="resources.nodes > 1 needs output.pvc (a ReadWriteMany claim): the ranks "
+            "of every node write their checkpoint shards into one output directory",
+            check=lambda s: s.resources.nodes == 1 or s.output.pvc is not None,
+            field_path=".output",
+        ),
+    )
 
     model: ModelRef
     dataset: DatasetRef
