@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -13,6 +14,23 @@ JobPhase = Literal[
 ]
 LOSS_HISTORY = 50
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
+
+
+def is_finished(status: Mapping[str, Any] | None, generation: int | None) -> bool:
+    """Done for good: Succeeded, or Failed after it started, or Failed and not edited since.
+
+    A job that failed before its trainer started (Infeasible, InvalidSpec) trained nothing
+    and its spec may still change (immutability starts with `startTime`); its condition
+    tells the user what to change, so a new generation runs it again.
+    """
+    status = status or {}
+    if status.get("phase") not in TERMINAL_PHASES:
+        return False
+    if status.get("phase") == "Succeeded" or status.get("startTime"):
+        return True
+    observed = status.get("observedGeneration")
+    return observed is None or generation is None or generation <= observed
+
 
 # Condition types of an SFTJob, in the order a job moves through them.
 CONDITION_TYPES = ("DatasetReady", "Feasible", "Admitted", "Running", "Complete", "Failed")

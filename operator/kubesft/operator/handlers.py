@@ -16,6 +16,7 @@ from typing import Any
 
 import kopf
 
+from kubesft.api.job_status import is_finished
 from kubesft.operator import names
 from kubesft.operator.reconciler import Reconciler
 from kubesft.operator.startup import make_reconciler
@@ -73,8 +74,9 @@ async def job_changed(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    version = (meta.uid, meta.get("generation"))
-    memo.reconciler.job_event(namespace, name, version, status.get("phase"), type == "DELETED")
+    generation = meta.get("generation")
+    finished = is_finished(status, generation)
+    memo.reconciler.job_event(namespace, name, (meta.uid, generation), finished, type == "DELETED")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)

@@ -13,7 +13,7 @@ from kubesft.api import (
     SFTJobStatus,
     parse_object,
 )
-from kubesft.api.job_status import TERMINAL_PHASES
+from kubesft.api.job_status import TERMINAL_PHASES, is_finished
 from kubesft.operator import build_trainer, names
 from kubesft.operator.config import OperatorConfig
 from kubesft.operator.derive_job import JobFacts, derive_job_status
@@ -100,9 +100,12 @@ def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str)
         return None
     job = parse_object(raw)
     assert isinstance(job, SFTJob)
-    if job.status is not None and job.status.phase in TERMINAL_PHASES:
+    if is_finished(raw.get("status"), job.metadata.generation):
+        assert job.status is not None
         return job.status.phase  # finished: never re-run, even when TTL removed the children
     old = status_dict(job.status)
+    if job.status is not None and job.status.phase in TERMINAL_PHASES:
+        job.status = None  # failed before it started and edited since: evaluate afresh
     trainer = kube.get("Job", namespace, names.trainer_job(name))
     cm: Manifest | None = None
     if trainer is None:

@@ -11,7 +11,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from kubesft.api import SFT_DATASET, SFT_JOB, InvalidSpec
-from kubesft.api.job_status import TERMINAL_PHASES
+from kubesft.api.job_status import is_finished
 from kubesft.operator import names
 from kubesft.operator.config import OperatorConfig
 from kubesft.operator.kube import Kube, now_rfc3339
@@ -149,12 +149,13 @@ class Reconciler:
         return phase
 
     def job_event(
-        self, namespace: str, name: str, version: Version, phase: str | None, gone: bool
+        self, namespace: str, name: str, version: Version, finished: bool, gone: bool
     ) -> None:
-        """An SFTJob event; a finished SFTJob is never reconciled again (nor even read)."""
+        """An SFTJob event; a finished SFTJob (`job_status.is_finished`) is never
+        reconciled again (nor even read)."""
         if gone:
             self._forget((SFT_JOB.kind, namespace, name))
-        elif phase not in TERMINAL_PHASES:
+        elif not finished:
             self._announce((SFT_JOB.kind, namespace, name), version)
 
     def dataset_event(self, namespace: str, name: str, version: Version, gone: bool) -> None:
@@ -225,8 +226,8 @@ class Reconciler:
                         SFT_DATASET.kind, obj["metadata"]["namespace"], obj["metadata"]["name"]
                     )
             for obj in self.kube.list_custom(SFT_JOB.plural, ns):
-                phase = (obj.get("status") or {}).get("phase")
-                if phase not in TERMINAL_PHASES and self._stale(SFT_JOB.kind, obj, now):
+                finished = is_finished(obj.get("status"), obj["metadata"].get("generation"))
+                if not finished and self._stale(SFT_JOB.kind, obj, now):
                     self.enqueue(
                         SFT_JOB.kind, obj["metadata"]["namespace"], obj["metadata"]["name"]
                     )
