@@ -135,14 +135,27 @@ def test_padded_loss_equals_unpacked(tiny_model_dir, attn_implementation) -> Non
     torch.testing.assert_close(padded_loss, solo_loss, atol=1e-4, rtol=0)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("flash_attn") is None or not torch.cuda.is_available(),
-    reason="flash_attention_2 needs the flash-attn package and a CUDA device",
+NO_CUDA = not torch.cuda.is_available()
+NO_FLASH = importlib.util.find_spec("flash_attn") is None
+
+
+@pytest.mark.parametrize(
+    "attn_implementation",
+    [
+        pytest.param("sdpa", marks=pytest.mark.skipif(NO_CUDA, reason="needs a CUDA device")),
+        pytest.param(
+            "flash_attention_2",
+            marks=pytest.mark.skipif(
+                NO_CUDA or NO_FLASH, reason="needs the flash-attn package and a CUDA device"
+            ),
+        ),
+    ],
 )
-def test_flash_attention_packed_logits_equal_solo_logits(tiny_model_dir) -> None:
+def test_cuda_bf16_packed_logits_equal_solo_logits(tiny_model_dir, attn_implementation) -> None:
+    """The packing mask (sdpa) or varlen kwargs (flash) hold on CUDA kernels in bf16."""
     model = (
         LlamaForCausalLM.from_pretrained(
-            tiny_model_dir, dtype=torch.bfloat16, attn_implementation="flash_attention_2"
+            tiny_model_dir, dtype=torch.bfloat16, attn_implementation=attn_implementation
         )
         .cuda()
         .eval()
@@ -151,7 +164,7 @@ def test_flash_attention_packed_logits_equal_solo_logits(tiny_model_dir) -> None
     packed = collate_packed(examples)
     inputs = {
         key: value.cuda() if isinstance(value, torch.Tensor) else value
-        for key, value in packed.model_inputs("flash_attention_2").items()
+        for key, value in packed.model_inputs(attn_implementation).items()
     }
     starts = packed.cu_seq_lens.tolist()
     with torch.no_grad():
@@ -160,4 +173,4 @@ def test_flash_attention_packed_logits_equal_solo_logits(tiny_model_dir) -> None
             solo_ids = torch.tensor([example.input_ids]).cuda()
             solo_logits = model(input_ids=solo_ids, use_cache=False).logits[0].float()
             window = slice(starts[index], starts[index + 1])
-            torch.testing.assert_close(packed_logits[window], solo_logits, atol=2e-2, rtol=0)
+            torch.testing.assert_close(packed_logits[window], solo_logits, atol=3e-2, rtol=0)
