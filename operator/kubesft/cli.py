@@ -115,9 +115,9 @@ def _api_and_namespace(namespace: str | None) -> tuple[Any, str]:
     """An API client from the kubeconfig, and -n or the current context's namespace."""
     from kubernetes import config
 
-    _, active = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+    _, active = config.list_kube_config_contexts()  # type: ignore[no-untyped-call, unused-ignore]
     ns = namespace or (active or {}).get("context", {}).get("namespace") or "default"
-    return config.new_client_from_config(), ns  # type: ignore[no-untyped-call]
+    return config.new_client_from_config(), ns  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -43,8 +43,8 @@ def _as_token(admin: client.ApiClient, token: str) -> client.ApiClient:
     conf = client.Configuration()
     conf.host = admin.configuration.host
     conf.ssl_ca_cert = admin.configuration.ssl_ca_cert
-    conf.api_key = {"authorization": token}
-    conf.api_key_prefix = {"authorization": "Bearer"}
+    # The whole header value: clients >= 36 look the prefix up under another key.
+    conf.api_key = {"authorization": "Bearer " + token}
     return client.ApiClient(conf)
 
 

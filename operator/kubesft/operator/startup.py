@@ -20,9 +20,9 @@ def api_client() -> client.ApiClient:
     if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(
         "/var/run/secrets/kubernetes.io/serviceaccount/token"
     ):
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        config.load_incluster_config()  # type: ignore[no-untyped-call, unused-ignore]
         return client.ApiClient()
-    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call, unused-ignore]
         config_file=os.environ.get("KUBECONFIG")
     )
     return api
