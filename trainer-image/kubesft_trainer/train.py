@@ -12,6 +12,8 @@ Output directory:
 - `config.json`: the resolved trainer config (defaults applied) and the run plan
 - `preflight.json`: token statistics and the GPU memory estimate
 - `checkpoints/step-N/`, `metrics.jsonl`, `eval.json`, `loss.png`, `progress.json`
+With `spec.output.url` the directory is local scratch mirrored to the bucket
+(`remote_output.py`): checkpoints as they complete, results before Succeeded.
 """
 
 from __future__ import annotations
