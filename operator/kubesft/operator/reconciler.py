@@ -71,7 +71,7 @@ class Reconciler:
             if self._covered.get(key) == version:
                 return
             self._announced[key] = version
-        self.queue.add(key)
+        self.queue.add(key, urgent=True)  # a new object or spec: ahead of status mirroring
 
     def _process(self, key: Key) -> None:
         kind, namespace, name = key

@@ -5,6 +5,10 @@ one runs it queues the object's further events, each with its whole body. Handin
 the key to this queue returns at once instead: memory stays at one entry per object, and
 a burst of events for one object (a pod and its Job changing together) becomes one
 reconcile, which reads everything afresh and so sees what each of those events announced.
+
+Urgent keys (a new object or a new spec) are served before the others (children's status
+changes, resyncs): under a burst of applies, every new SFTJob gets its trainer Job before
+the operator goes back to mirroring pod phases.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ K = TypeVar("K", bound=Hashable)
 
 
 class WorkQueue(Generic[K]):
-    """FIFO of distinct keys processed by ``workers`` threads."""
+    """Two FIFOs (urgent first) of distinct keys processed by ``workers`` threads."""
 
     def __init__(self, process: Callable[[K], object], workers: int) -> None:
         self._process = process
         self._workers = workers
         self._queue: deque[K] = deque()
+        self._urgent: deque[K] = deque()
         self._queued: set[K] = set()
         self._active: set[K] = set()
         self._again: set[K] = set()  # added while being processed: run once more after
@@ -45,28 +50,31 @@ class WorkQueue(Generic[K]):
             self._stopping = True
             self._cond.notify_all()
 
-    def add(self, key: K) -> None:
+    def add(self, key: K, *, urgent: bool = False) -> None:
         with self._cond:
             if key in self._queued:
+                if urgent and key in self._queue:  # promote: O(n), only under bursts
+                    self._queue.remove(key)
+                    self._urgent.append(key)
                 return
             if key in self._active:
                 self._again.add(key)
                 return
             self._queued.add(key)
-            self._queue.append(key)
+            (self._urgent if urgent else self._queue).append(key)
             self._cond.notify()
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._queue)
+            return len(self._queue) + len(self._urgent)
 
     def _next(self) -> K | None:
         with self._cond:
-            while not self._queue and not self._stopping:
+            while not (self._queue or self._urgent) and not self._stopping:
                 self._cond.wait()
             if self._stopping:
                 return None
-            key = self._queue.popleft()
+            key = (self._urgent or self._queue).popleft()
             self._queued.discard(key)
             self._active.add(key)
             return key

@@ -82,3 +82,25 @@ def test_a_failing_key_does_not_stop_the_worker() -> None:
     queue.add("good")
     wait_until(lambda: done == ["good"])
     queue.stop()
+
+
+def test_urgent_keys_run_first_and_a_queued_key_can_be_promoted() -> None:
+    gate = threading.Event()
+    order: list[str] = []
+
+    def process(key: str) -> None:
+        gate.wait(5)
+        order.append(key)
+
+    queue: WorkQueue[str] = WorkQueue(process, workers=1)
+    queue.add("blocker")
+    queue.start()
+    wait_until(lambda: len(queue) == 0)  # the worker holds "blocker"
+    for key in ("status-a", "status-b", "new-job", "status-c"):
+        queue.add(key, urgent=key.startswith("new"))
+    queue.add("status-b", urgent=True)  # its spec changed while it waited
+    assert len(queue) == 4
+    gate.set()
+    wait_until(lambda: len(order) == 5)
+    assert order == ["blocker", "new-job", "status-b", "status-a", "status-c"]
+    queue.stop()
