@@ -7,9 +7,9 @@ import subprocess
 from typing import Any
 
 from kubesft.api import SFT_DATASET, SFT_JOB
-from tests.support.controlplane import build_binaries
+from tests.support.controlplane import build_binaries, free_port
 from tests.support.node_runner import NodeRunner
-from tests.support.operator_process import free_port, refusals
+from tests.support.operator_process import refusals
 from tests.support.sft_cluster import ROOT, Cluster, quickstart, wait_for
 
 OPERATOR_IMAGE = "ghcr.io/kubesft/operator"

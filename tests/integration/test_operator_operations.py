@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 import urllib.request
 from collections.abc import Callable
@@ -14,15 +13,9 @@ from typing import Any
 from kubesft.api import GROUP, SFT_JOB, VERSION
 from kubesft.operator.kube import Kube
 from tests.support.cluster_objects import UNSCHEDULABLE, create, make_dataset_ready, sft_job
+from tests.support.controlplane import free_port
 from tests.support.invalid_manifests import valid_dataset
 from tests.support.operator_process import OperatorProcess
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -33,7 +26,7 @@ def _get(url: str) -> tuple[int, str]:
 def test_liveness_metrics_and_json_logs(
     kube_config: str, kube: Kube, namespace: str, tmp_path: Path
 ) -> None:
-    metrics_port = _free_port()
+    metrics_port = free_port()
     op = OperatorProcess(
         kube_config,
         namespace,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tests.support.controlplane import free_port
 
 REFUSED = re.compile(r"API error 403|\bforbidden\b|\bpermissions?\b", re.IGNORECASE)
 """A refusal in an operator log: its own API-error line, or kopf's words for one."""
@@ -21,13 +22,6 @@ def refusals(log: str) -> list[str]:
     Not a bare "403": timestamps (",403") and UIDs contain it, which once failed a test.
     """
     return [line for line in log.splitlines() if REFUSED.search(line)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class OperatorProcess:

@@ -10,12 +10,12 @@ import copy
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from tests.support.controlplane import free_port
 from tests.support.tiny_model import WORDS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,9 +121,3 @@ def run_trainer(
         timeout=timeout,
         check=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
