@@ -249,6 +249,7 @@ def test_custom_values_reach_the_operator(helm: Helm, custom_values: Path) -> No
     assert prepare == ("shared-data", "2", "4Gi")
     assert (config.prepare_backoff_limit, config.prepare_ttl_seconds) == (0, 600)
     assert (config.resync_seconds, config.run_as_user, config.metrics_port) == (12.5, 2000, 9090)
+    assert config.cluster_scanning is False  # rbac.clusterScanning: false
     assert env["HTTPS_PROXY"] == "http://proxy:3128"
     c = container(docs)
     assert c["image"] == "registry.example.com/kubesft/operator:dev"
@@ -484,12 +485,14 @@ def token_kubeconfig(
 
 
 @contextlib.contextmanager
-def operator_process(kubeconfig: Path, namespace: str, log: Path) -> Iterator[int]:
+def operator_process(
+    kubeconfig: Path, namespace: str, log: Path, **extra_env: str
+) -> Iterator[int]:
     """`kubesft operator run --namespace <namespace>` in a subprocess; yields its health port."""
     health = free_port()
     argv = [sys.executable, "-m", "kubesft.cli", "operator", "run", "--namespace", namespace]
     argv += ["--liveness", f"http://127.0.0.1:{health}/healthz", "--log-format", "text"]
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBESFT_METRICS_PORT": "0"}
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBESFT_METRICS_PORT": "0", **extra_env}
     with log.open("w") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -519,19 +522,24 @@ def wait_for(what: str, check: Callable[[], bool], log: Path, timeout: float = 6
         time.sleep(0.5)
 
 
+@pytest.mark.parametrize("scanning", [True, False], ids=["cluster-scanning", "namespaced-only"])
 def test_operator_reconciles_with_nothing_but_the_charts_rbac(
     install: Callable[..., str],
     kubectl: Kubectl,
     kube_config: str,
     namespace: str,
     tmp_path: Path,
+    scanning: bool,
 ) -> None:
     """Run the real operator as the chart's ServiceAccount: every call it makes is allowed.
 
     One SFTDataset to prepare (ConfigMap, Job, status, Events) and one SFTJob whose dataset
     is Ready (trainer ServiceAccount, Role, RoleBinding, ConfigMap, Job, status, Events).
+    Without `rbac.clusterScanning` there is no cluster-scoped grant at all, and the
+    operator, told so as the chart's Deployment tells it, asks for none.
     """
-    release = install(f"watchNamespaces={{{namespace}}}")
+    scanning_value = "true" if scanning else "false"
+    release = install(f"watchNamespaces={{{namespace}}}", f"rbac.clusterScanning={scanning_value}")
     job = valid_job("llama")
     job["spec"]["dataset"] = {"name": "ready-data"}
     items = [valid_dataset("ready-data"), valid_dataset("fresh-data"), job]
@@ -560,7 +568,8 @@ def test_operator_reconciles_with_nothing_but_the_charts_rbac(
         return kubectl("get", "-n", namespace, ref, "-o", f"jsonpath={{{path}}}").stdout
 
     log = tmp_path / "operator.log"
-    with operator_process(config, namespace, log) as health:
+    env = {"KUBESFT_CLUSTER_SCANNING": scanning_value}
+    with operator_process(config, namespace, log, **env) as health:
         wait_for("the liveness endpoint", lambda: healthy(health), log)
         wait_for("the preparation Job", lambda: exists("job/fresh-data-prep-g1"), log)
         wait_for(

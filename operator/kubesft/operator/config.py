@@ -35,6 +35,10 @@ class OperatorConfig(BaseModel):
     (one that an event reconciled within the period waits for the next pass)."""
     metrics_port: int = 8080
     run_as_user: int = 1000
+    cluster_scanning: bool = True
+    """Watch CRDs (and, with named namespaces, namespaces) cluster-wide to notice ones added
+    later; false when the operator has no cluster-scoped RBAC (chart: rbac.clusterScanning),
+    so kopf serves what exists at start instead of retrying refused calls for a minute."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:

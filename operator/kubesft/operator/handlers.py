@@ -30,6 +30,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     reconciler = make_reconciler()
+    settings.scanning.disabled = not reconciler.config.cluster_scanning
     reconciler.start()
     memo.reconciler = reconciler
     memo.stop = threading.Event()
