@@ -8,6 +8,8 @@ import pytest
 
 from kubesft.api.job import SFTJobSpec
 from kubesft.api.job_status import Preflight
+from kubesft_trainer.chat_template import resolve_chat_template
+from kubesft_trainer.data import tokenize_split
 from kubesft_trainer.preflight import (
     check_feasible,
     estimate_gpu_memory_gib,
@@ -131,11 +133,14 @@ def test_run_preflight_reports_preflight_status_fields(tiny_tokenizer, tiny_mode
         ]
     }
     num_params = sum(p.numel() for p in tiny_model.parameters())
+    template = resolve_chat_template("chatml", tiny_tokenizer)
+    rows = [short, long, short, long]
+    split = tokenize_split(rows, tiny_tokenizer, spec.training, template, "train.jsonl")
 
-    result = run_preflight(
-        spec, tiny_tokenizer, [short, long, short, long], num_params, model_config=tiny_model.config
-    )
+    result = run_preflight(spec, split, num_params, model_config=tiny_model.config)
 
+    assert result["examples"] == 4 and len(split.examples) == 2  # the long ones were dropped
+    assert result["lengthMax"] > 16  # lengths before truncation to maxSeqLength 16
     assert result["truncatedFraction"] == 0.5
     assert result["droppedFraction"] == 0.5  # the answer starts after token 16
     assert result["memory"]["microBatchSize"] == 2

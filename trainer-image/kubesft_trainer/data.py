@@ -39,6 +39,8 @@ class TokenizedSplit:
     rows: int
     truncated: int
     dropped: int
+    lengths: list[int] = field(default_factory=list)
+    """Every row's token count before truncation, dropped rows included (for preflight)."""
 
     @property
     def truncated_fraction(self) -> float:
@@ -138,7 +140,7 @@ def tokenize_split(
     parallel); a chunk with a bad row is redone row by row to name the row's line.
     """
     options = _masking_options(training, chat_template)
-    kept, truncated, dropped = [], 0, 0
+    kept, lengths, truncated, dropped = [], [], 0, 0
     for start in range(0, len(rows), TOKENIZE_BATCH):
         chunk = rows[start : start + TOKENIZE_BATCH]
         try:
@@ -147,12 +149,13 @@ def tokenize_split(
             _raise_for_first_bad_row(chunk, start, tokenizer, options, name)
             raise
         for example in examples:
+            lengths.append(example.untruncated_length)
             truncated += example.truncated
             if example.dropped:
                 dropped += 1
             else:
                 kept.append(example)
-    return TokenizedSplit(kept, len(rows), truncated, dropped)
+    return TokenizedSplit(kept, len(rows), truncated, dropped, lengths)
 
 
 def _masking_options(training: Training, chat_template: str) -> dict[str, Any]:

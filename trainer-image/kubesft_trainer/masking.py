@@ -41,6 +41,12 @@ class TokenizedExample:
     labels: list[int]
     truncated: bool = False
     dropped: bool = False
+    full_length: int | None = None
+    """Tokens before truncation (None: not truncated by `_truncate`, the length is len)."""
+
+    @property
+    def untruncated_length(self) -> int:
+        return len(self.input_ids) if self.full_length is None else self.full_length
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -125,13 +131,16 @@ def tokenize_examples(
 
 def _truncate(ids: list[int], labels: list[int], max_seq_length: int) -> TokenizedExample:
     """Keep the head so the prompt's start survives; flag examples left with nothing to grade."""
-    truncated = len(ids) > max_seq_length
+    full_length = len(ids)
+    truncated = full_length > max_seq_length
     ids, labels = ids[:max_seq_length], labels[:max_seq_length]
     if labels:
         # Nothing precedes the first token, so no logit can predict it.
         labels[0] = IGNORE_INDEX
     dropped = labels.count(IGNORE_INDEX) == len(labels)
-    return TokenizedExample(ids, labels, truncated=truncated, dropped=dropped)
+    return TokenizedExample(
+        ids, labels, truncated=truncated, dropped=dropped, full_length=full_length
+    )
 
 
 def _tokenize_prompt_completion(

@@ -14,12 +14,8 @@ from typing import Any
 
 from kubesft import sizing
 from kubesft.api.job import SFTJobSpec
-from kubesft_trainer.chat_template import resolve_chat_template
-from kubesft_trainer.masking import IGNORE_INDEX, tokenize_example
+from kubesft_trainer.data import TokenizedSplit
 from kubesft_trainer.prepare import length_histogram
-
-PREFLIGHT_SAMPLE = 2000
-"""Training examples tokenized for the token statistics; totals are scaled up from them."""
 
 
 def estimate_gpu_memory_gib(
@@ -120,43 +116,17 @@ def token_stats(lengths: Sequence[int], max_seq_length: int) -> dict[str, Any]:
 
 
 def run_preflight(
-    spec: SFTJobSpec,
-    tokenizer: Any,
-    train_examples: Sequence[Mapping[str, Any]],
-    num_params: int,
-    *,
-    model_config: Any,
-    sample_size: int = PREFLIGHT_SAMPLE,
+    spec: SFTJobSpec, train: TokenizedSplit, num_params: int, *, model_config: Any
 ) -> dict[str, Any]:
     """Token statistics of the training split and the memory estimate, as `Preflight` fields.
 
-    `estimatedTokens` is one epoch of the training split after truncation; when more
-    than `sample_size` examples are given, counts are scaled up from the first ones.
+    Exact, from the split's tokenization (every row's length before truncation, the rows
+    truncated and dropped): nothing is tokenized a second time. `estimatedTokens` is one
+    epoch after truncation.
     """
     training, method = spec.training, spec.method
-    sample = list(train_examples[:sample_size])
-    needs_template = any("messages" in example for example in sample)
-    template = (
-        resolve_chat_template(spec.model.chat_template, tokenizer) if needs_template else None
-    )
-    lengths, dropped = [], 0
-    for example in sample:
-        # Tokenized whole: the real length shows how much truncation cuts.
-        tokenized = tokenize_example(
-            example,
-            tokenizer,
-            loss_on=training.loss_on,
-            max_seq_length=2**31,
-            chat_template=template,
-        )
-        lengths.append(len(tokenized))
-        dropped += all(
-            label == IGNORE_INDEX for label in tokenized.labels[: training.max_seq_length]
-        )
-    stats = token_stats(lengths, training.max_seq_length)
-    scale = len(train_examples) / len(sample) if sample else 0.0
-    stats["estimatedTokens"] = round(stats["estimatedTokens"] * scale)
-    stats["droppedFraction"] = dropped / len(sample) if sample else 0.0
+    stats = token_stats(train.lengths, training.max_seq_length)
+    stats["droppedFraction"] = train.dropped / train.rows if train.rows else 0.0
 
     quantization = method.quantization
     vocab_size = int(getattr(model_config, "vocab_size", 0) or 0)
@@ -190,7 +160,6 @@ def run_preflight(
         "estimatedGpuMemoryGiB": round(memory["totalGiB"], 1),
         **stats,
         "memory": memory,
-        "sampledExamples": len(sample),
     }
 
 

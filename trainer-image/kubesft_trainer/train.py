@@ -201,7 +201,7 @@ def load_inputs(
     training = spec.training
     tokenizer, template = load_tokenizer(spec, source)
     dataset_dir = Path(runtime.dataset_dir)
-    train_rows, train_split = data.load_split(dataset_dir, "train", tokenizer, training, template)
+    _, train_split = data.load_split(dataset_dir, "train", tokenizer, training, template)
     data.require_examples(train_split, training)
     eval_rows, eval_split = data.load_split(dataset_dir, "eval", tokenizer, training, template)
     units = data.build_units(train_split.examples, training)
@@ -222,9 +222,7 @@ def load_inputs(
         precision=precision,
     )
     model_config, num_params = describe_base_model(spec, source)
-    estimate = preflight.run_preflight(
-        spec, tokenizer, train_rows, num_params, model_config=model_config
-    )
+    estimate = preflight.run_preflight(spec, train_split, num_params, model_config=model_config)
     _warn_if_infeasible(spec, estimate, accelerator)
     if accelerator.is_main_process:
         print(
