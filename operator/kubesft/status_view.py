@@ -52,7 +52,13 @@ def _progress(status: SFTJobStatus) -> RenderableType:
     steps = f"step {p.step}/{p.total_steps or '?'}  {p.percent}%"
     speed = f"{p.tokens_per_second:.0f} tok/s" if p.tokens_per_second else ""
     line = Text(f"  {steps}  {speed}  {_eta(p.eta_seconds)}".rstrip())
-    return Group(bar, line)
+    if p.peak_gpu_memory_gi_b is None:
+        return Group(bar, line)
+    memory = f"  GPU memory peak {p.peak_gpu_memory_gi_b:.1f} GiB"
+    estimate = status.preflight.estimated_gpu_memory_gi_b if status.preflight else None
+    if estimate is not None:
+        memory += f" (preflight estimate {estimate:.1f} GiB)"
+    return Group(bar, line, Text(memory, style="dim"))
 
 
 def _metrics(status: SFTJobStatus) -> RenderableType:

@@ -252,3 +252,16 @@ def test_file_sink_and_eval_json(tmp_path: Path) -> None:
         "before": "a",
         "after": "hello",
     }
+
+
+def test_peak_gpu_memory_reaches_metrics_and_the_status_progress(tmp_path: Path) -> None:
+    sink, clock = ListSink(), FakeClock()
+    reporter = Reporter(tmp_path, sink, None, min_interval_s=0.0, clock=clock)
+    reporter.progress(1, 10, 0.1, 1000.0, 3.0, 1e-4, 0.5, gpu_memory_gib=12.3456789)
+    reporter.progress(2, 10, 0.2, 1000.0, 2.0, 1e-4, 0.5)  # on CPU: nothing to report
+
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["gpuMemoryGiB"] for r in records] == [12.3457, None]
+    first = SFTJobStatus.model_validate(sink.reports[0])
+    assert first.progress is not None and first.progress.peak_gpu_memory_gi_b == 12.3457
+    assert "peakGpuMemoryGiB" not in sink.reports[-1]["progress"]

@@ -40,3 +40,19 @@ def test_status_panel_shows_progress_loss_and_samples() -> None:
         "TrainerRunning",
     ):
         assert expected in text, expected
+
+
+def test_status_panel_compares_peak_gpu_memory_with_the_preflight_estimate() -> None:
+    obj = valid_job("demo")
+    obj["metadata"]["namespace"] = "team"
+    obj["status"] = {
+        "phase": "Running",
+        "progress": {"step": 8, "totalSteps": 20, "percent": 40, "peakGpuMemoryGiB": 12.34},
+        "preflight": {"estimatedGpuMemoryGiB": 14.0},
+    }
+    job = parse_object(obj)
+    assert isinstance(job, SFTJob)
+    console = Console(record=True, width=120)
+    console.print(render_status(job))
+
+    assert "GPU memory peak 12.3 GiB (preflight estimate 14.0 GiB)" in console.export_text()

@@ -254,6 +254,7 @@ class Reporter:
                 percent=percent,
                 etaSeconds=record.get("etaSeconds"),
                 tokensPerSecond=record.get("tokensPerSecond"),
+                peakGpuMemoryGiB=record.get("gpuMemoryGiB"),
                 updatedAt=record.get("time"),
             )
             keys = ("trainLoss", "learningRate", "gradNorm")

@@ -46,6 +46,9 @@ class Progress(StatusModel):
     """0-100, for the Progress column."""
     eta_seconds: int | None = None
     tokens_per_second: float | None = None
+    peak_gpu_memory_gi_b: float | None = None
+    """Most GPU memory torch allocated on rank 0 so far, in GiB; set on GPUs only. Compare
+    with preflight.estimatedGpuMemoryGiB before sizing the next job."""
     updated_at: str | None = None
 
 
