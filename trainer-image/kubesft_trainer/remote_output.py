@@ -57,15 +57,20 @@ class RemoteOutput:
             self.fs.rm(self._key(WRITE_PROBE))
 
     def upload_checkpoint(self, path: Path, output_dir: Path) -> None:
-        """Upload a complete `checkpoints/step-N`, COMPLETE last; prune what is gone locally."""
+        """Upload a complete `checkpoints/step-N`, COMPLETE last; prune what is gone locally.
+
+        The RESUME_FILES go up before COMPLETE too: whenever the bucket shows a complete
+        checkpoint, its metrics.jsonl holds every step up to it.
+        """
         with self._errors("upload a checkpoint to"):
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != COMPLETE)
             self._put(files, output_dir)
+            self._put([output_dir / name for name in RESUME_FILES], output_dir)
             self._put([path / COMPLETE], output_dir)
             self._prune(output_dir)
 
     def upload_resume_files(self, output_dir: Path) -> None:
-        """metrics.jsonl and samples_before.json, after a checkpoint is recorded in them."""
+        """metrics.jsonl and samples_before.json again, once the checkpoint is recorded."""
         with self._errors("upload to"):
             self._put([output_dir / name for name in RESUME_FILES], output_dir)
 
