@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 
 from kubesft.api import SFTJob, parse_object
@@ -14,21 +16,30 @@ def test_sparkline_spans_the_range() -> None:
     assert sparkline([]) == "" and sparkline([1.0, 1.0]) == "▁▁"
 
 
-def test_status_panel_shows_progress_loss_and_samples() -> None:
+def rendered(status: dict[str, Any]) -> str:
+    """The `kubesft status` panel of an SFTJob with this status, as plain text."""
     obj = valid_job("demo")
     obj["metadata"]["namespace"] = "team"
-    obj["status"] = {
-        "phase": "Running",
-        "progress": {"step": 8, "totalSteps": 20, "percent": 40, "etaSeconds": 75},
-        "metrics": {"trainLoss": 1.25, "evalLoss": 1.5, "lossHistory": [2.0, 1.5, 1.25]},
-        "evaluation": {"samples": [{"prompt": "Reverse: kube", "before": "kube", "after": "ebuk"}]},
-        "conditions": [{"type": "Running", "status": "True", "reason": "TrainerRunning"}],
-    }
+    obj["status"] = status
     job = parse_object(obj)
     assert isinstance(job, SFTJob)
     console = Console(record=True, width=120)
     console.print(render_status(job))
-    text = console.export_text()
+    return console.export_text()
+
+
+def test_status_panel_shows_progress_loss_and_samples() -> None:
+    text = rendered(
+        {
+            "phase": "Running",
+            "progress": {"step": 8, "totalSteps": 20, "percent": 40, "etaSeconds": 75},
+            "metrics": {"trainLoss": 1.25, "evalLoss": 1.5, "lossHistory": [2.0, 1.5, 1.25]},
+            "evaluation": {
+                "samples": [{"prompt": "Reverse: kube", "before": "kube", "after": "ebuk"}]
+            },
+            "conditions": [{"type": "Running", "status": "True", "reason": "TrainerRunning"}],
+        }
+    )
     for expected in (
         "Running",
         "step 8/20",
@@ -43,16 +54,12 @@ def test_status_panel_shows_progress_loss_and_samples() -> None:
 
 
 def test_status_panel_compares_peak_gpu_memory_with_the_preflight_estimate() -> None:
-    obj = valid_job("demo")
-    obj["metadata"]["namespace"] = "team"
-    obj["status"] = {
-        "phase": "Running",
-        "progress": {"step": 8, "totalSteps": 20, "percent": 40, "peakGpuMemoryGiB": 12.34},
-        "preflight": {"estimatedGpuMemoryGiB": 14.0},
-    }
-    job = parse_object(obj)
-    assert isinstance(job, SFTJob)
-    console = Console(record=True, width=120)
-    console.print(render_status(job))
+    text = rendered(
+        {
+            "phase": "Running",
+            "progress": {"step": 8, "totalSteps": 20, "percent": 40, "peakGpuMemoryGiB": 12.34},
+            "preflight": {"estimatedGpuMemoryGiB": 14.0},
+        }
+    )
 
-    assert "GPU memory peak 12.3 GiB (preflight estimate 14.0 GiB)" in console.export_text()
+    assert "GPU memory peak 12.3 GiB (preflight estimate 14.0 GiB)" in text
