@@ -63,19 +63,45 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def measure_matmul_peak(size: int = 2048, repeats: int = 8) -> float:
-    """Best fp32 GEMM rate (FLOP/s) of `size`² matrices over `repeats` tries."""
+def measure_matmul_peak(
+    size: int = 2048, repeats: int = 8, *, device: str = "cpu", dtype: str = "float32"
+) -> float:
+    """Best GEMM rate (FLOP/s) of `size`² matrices over `repeats` tries, on `device`."""
     import torch
 
-    a = torch.randn(size, size)
-    b = torch.randn(size, size)
+    a = torch.randn(size, size, device=device, dtype=getattr(torch, dtype))
+    b = torch.randn(size, size, device=device, dtype=getattr(torch, dtype))
+
+    def sync() -> None:
+        if device != "cpu":
+            torch.cuda.synchronize()
+
     torch.mm(a, b)  # warm up the kernel and the thread pool
+    sync()
     best = 0.0
     for _ in range(repeats):
         started = time.perf_counter()
         torch.mm(a, b)
+        sync()
         best = max(best, 2 * size**3 / (time.perf_counter() - started))
     return best
+
+
+DATASHEET_PEAK_FLOPS = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}
+"""Dense bf16 tensor-core peaks from NVIDIA's datasheets (SXM parts), by name fragment."""
+
+
+def datasheet_peak() -> tuple[str, float] | None:
+    """The GPU's name and its datasheet bf16 peak, when known."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name(0)
+    for fragment, flops in DATASHEET_PEAK_FLOPS.items():
+        if fragment in name:
+            return name, flops
+    return None
 
 
 def model_shape(model_dir: str) -> dict[str, int]:

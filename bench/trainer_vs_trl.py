@@ -42,6 +42,7 @@ sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "trainer-image")]
 from bench.bench_cli import bench_main  # noqa: E402
 from bench.conversations import make_conversations, write_jsonl  # noqa: E402
 from bench.machine import (  # noqa: E402
+    datasheet_peak,
     machine_info,
     measure_matmul_peak,
     model_shape,
@@ -105,8 +106,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "threads": 4,
     },
 }
-DATASHEET_PEAK_FLOPS = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}
-"""Dense bf16 tensor-core peaks from NVIDIA's datasheets (SXM parts), by name fragment."""
 
 
 @dataclass
@@ -169,33 +168,7 @@ def measure_peak(settings: Settings) -> float:
     """The best matmul rate here: fp32 on CPU, bf16 on the GPU (what the trainers run)."""
     if settings.device == "cpu":
         return measure_matmul_peak()
-    import torch
-
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize()
-    best = 0.0
-    for _ in range(10):
-        started = time.perf_counter()
-        a @ b
-        torch.cuda.synchronize()
-        best = max(best, 2 * 8192**3 / (time.perf_counter() - started))
-    return best
-
-
-def datasheet_peak() -> tuple[str, float] | None:
-    """The GPU's name and its datasheet bf16 peak, when known."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    name = torch.cuda.get_device_name(0)
-    for fragment, flops in DATASHEET_PEAK_FLOPS.items():
-        if fragment in name:
-            return name, flops
-    return None
+    return measure_matmul_peak(8192, 10, device=settings.device, dtype="bfloat16")
 
 
 def torch_threads(threads: int) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kubesft.api.job import SFTJobSpec
-from kubesft_trainer.checkpoint import CHECKPOINTS, COMPLETE, STEP_DIR
+from kubesft_trainer.checkpoint import CHECKPOINTS, COMPLETE, STEP_DIR, list_checkpoints
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.s3 import s3_filesystem, split_url
 
@@ -82,10 +82,12 @@ class RemoteOutput:
     def restore(self, output_dir: Path) -> int | None:
         """Download the latest complete remote checkpoint (and RESUME_FILES); its step."""
         with self._errors("read"):
-            steps = self._complete_steps()
-            local = output_dir / CHECKPOINTS
-            if not steps or _has_complete_checkpoint(local):
+            if list_checkpoints(output_dir):  # this pod's scratch survived: resume from it
                 return None
+            steps = self._complete_steps()
+            if not steps:
+                return None
+            local = output_dir / CHECKPOINTS
             step = max(steps)
             tmp, final = local / f".tmp-step-{step}", local / f"step-{step}"
             shutil.rmtree(tmp, ignore_errors=True)
@@ -145,9 +147,3 @@ def _result_files(output_dir: Path) -> Iterator[Path]:
         relative = path.relative_to(output_dir)
         if path.is_file() and relative.parts[0] != CHECKPOINTS:
             yield path
-
-
-def _has_complete_checkpoint(local: Path) -> bool:
-    return local.is_dir() and any(
-        STEP_DIR.match(p.name) and (p / COMPLETE).exists() for p in local.iterdir()
-    )

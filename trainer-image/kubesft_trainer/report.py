@@ -215,13 +215,15 @@ class Reporter:
                 out["bestCheckpoint"] = best["path"]
         return out
 
-    def finish(self, summary: Mapping[str, Any]) -> Report:
+    def finish(self, summary: Mapping[str, Any], *, plot: bool = True) -> Report:
         """Plot the losses, send the final report and write the termination message.
 
         `summary` adds status fields (`evaluation`, `output`, ...) and wins over the
-        reporter's own on a clash; the merged report is returned.
+        reporter's own on a clash; the merged report is returned. `plot=False` when the
+        caller already wrote loss.png (to upload it with the results).
         """
-        self.write_plot()
+        if plot:
+            self.write_plot()
         final = {**self.report(), **summary}
         self._send(final, force=True)
         if self.termination_log is not None:

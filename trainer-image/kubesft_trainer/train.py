@@ -115,7 +115,7 @@ def train(config: TrainerConfig) -> dict[str, Any]:
         summary = summarize(config, progress, inputs, output, final)
         if evaluation is not None:
             summary["evaluation"] = evaluation
-        summary = session.reporter.finish(summary)
+        summary = session.reporter.finish(summary, plot=remote is None)
     accelerator.wait_for_everyone()
     return summary
 
