@@ -23,7 +23,10 @@ ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 GROUP_VERSION = "kubesft.io/v1alpha1"
 # Status fields the trainer reports; phase and conditions belong to the operator alone.
 TRAINER_FIELDS = frozenset(
-    {"progress", "metrics", "checkpoints", "bestCheckpoint", "evaluation", "output", "preflight"}
+    {
+        *("progress", "metrics", "checkpoints", "bestCheckpoint", "evaluation", "output"),
+        *("preflight", "tracking"),
+    }
 )
 
 

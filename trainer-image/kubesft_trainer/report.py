@@ -26,6 +26,7 @@ from kubesft.api.job_status import LOSS_HISTORY
 
 if TYPE_CHECKING:  # keeps this module free of torch, which evaluate imports
     from kubesft_trainer.evaluate import EvalResult
+    from kubesft_trainer.tracking import Trackers
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,10 @@ class Reporter:
         min_interval_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         resume_step: int = 0,
+        trackers: Trackers | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
+        self.trackers = trackers  # TensorBoard, MLflow: fed each new metrics.jsonl record
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.termination_log = termination_log
         self.clock = clock
@@ -213,6 +216,8 @@ class Reporter:
             best = best_checkpoint(self.checkpoints)
             if best is not None:
                 out["bestCheckpoint"] = best["path"]
+        if self.trackers is not None and (tracking := self.trackers.status()):
+            out["tracking"] = tracking
         return out
 
     def finish(self, summary: Mapping[str, Any], *, plot: bool = True) -> Report:
@@ -225,6 +230,9 @@ class Reporter:
         if plot:
             self.write_plot()
         final = {**self.report(), **summary}
+        if self.trackers is not None:
+            self.trackers.finish(self.output_dir, final)
+            self.trackers.close()
         self._send(final, force=True)
         if self.termination_log is not None:
             write_termination_message(self.termination_log, final)
@@ -241,6 +249,8 @@ class Reporter:
         record["time"] = _rfc3339_now()
         with self.metrics_path.open("a", encoding="utf-8") as fh:
             fh.write(_line(record))
+        if self.trackers is not None:
+            self.trackers.record(record)
         self._apply(record)
         self._send(self.report(), force=force)
 

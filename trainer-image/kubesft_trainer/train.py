@@ -51,6 +51,7 @@ from kubesft_trainer.model import (
     peft_quietly,
 )
 from kubesft_trainer.remote_output import RemoteOutput
+from kubesft_trainer.tracking import open_trackers
 
 MODEL_DIR = "model"
 MERGED_DIR = "merged"
@@ -190,6 +191,7 @@ def open_reporter(
         runtime.termination_log,
         min_interval_s=runtime.progress_interval_seconds,
         resume_step=resume_step,
+        trackers=open_trackers(config, output_dir, resume_step=resume_step),
     )
 
 

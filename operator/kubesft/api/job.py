@@ -21,6 +21,7 @@ from kubesft.api.base import (
 )
 from kubesft.api.dataset import URL_PATTERN
 from kubesft.api.resources import Resources
+from kubesft.api.tracking import Tracking
 
 MethodType = Literal["lora", "qlora", "full"]
 LossOn = Literal["assistant", "completion", "all"]
@@ -253,6 +254,8 @@ class SFTJobSpec(APIModel):
     checkpoints: Checkpoints = Field(default_factory=Checkpoints)
     output: Output
     resources: Resources = Field(default_factory=Resources)
+    tracking: Tracking = Field(default_factory=Tracking)
+    """Experiment trackers (MLflow) besides the TensorBoard files every run writes."""
     image: str | None = Field(default=None, max_length=MAX_STRING)
     """Trainer image; defaults to the operator's configured image."""
     suspend: bool = False

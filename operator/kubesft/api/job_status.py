@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from kubesft.api.base import Condition, StatusModel
+from kubesft.api.tracking import TrackingStatus
 
 JobPhase = Literal[
     "Pending", "WaitingForDataset", "Queued", "Running", "Succeeded", "Failed", "Suspended"
@@ -130,4 +131,6 @@ class SFTJobStatus(StatusModel):
     start_time: str | None = None
     completion_time: str | None = None
     fingerprint: Fingerprint | None = None
+    tracking: TrackingStatus | None = None
+    """The run's id in the experiment trackers (spec.tracking), set when it starts."""
     observed_generation: int | None = None

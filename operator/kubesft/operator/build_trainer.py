@@ -20,6 +20,7 @@ from kubesft.operator.pod_parts import (
     env_secret,
     env_value,
     join,
+    mlflow_env,
     mount,
     pod_failure_policy,
     pvc_volume,
@@ -139,6 +140,8 @@ def _env(job: SFTJob) -> list[dict[str, Any]]:
         env.append(env_secret("HF_TOKEN", spec.model.token_secret_ref))
     if spec.output.url:
         env.append(env_value("KUBESFT_OUTPUT_URL", spec.output.url))
+    if spec.tracking.mlflow is not None:
+        env += mlflow_env(spec.tracking.mlflow.credentials_secret_ref)
     return env + aws_env(spec.output.credentials_secret_ref)
 
 

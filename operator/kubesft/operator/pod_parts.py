@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubesft.api.base import PVCLocation, SecretKeyRef, SecretRef
+from kubesft.api.tracking import MLFLOW_CREDENTIAL_KEYS
 
 CONFIG_DIR = "/etc/kubesft"
 TERMINATION_LOG = "/dev/termination-log"
@@ -40,6 +41,16 @@ def aws_env(ref: SecretRef | None) -> list[dict[str, Any]]:
     return [
         env_secret(key, SecretKeyRef(name=ref.name, key=key), optional=optional)
         for key, optional in AWS_KEYS
+    ]
+
+
+def mlflow_env(ref: SecretRef | None) -> list[dict[str, Any]]:
+    """MLflow's credential variables from `spec.tracking.mlflow.credentialsSecretRef`."""
+    if ref is None:
+        return []
+    return [
+        env_secret(key, SecretKeyRef(name=ref.name, key=key), optional=True)
+        for key in MLFLOW_CREDENTIAL_KEYS
     ]
 
 
