@@ -34,6 +34,7 @@ from kubesft_trainer import checkpoint, data, evaluate, preflight, report
 from kubesft_trainer.checkpoint import Progress
 from kubesft_trainer.config import HALF_DTYPES, Precision, RunPlan, plan_run, resolve_precision
 from kubesft_trainer.data import DataPosition, MicroBatchPlan
+from kubesft_trainer.held_out import describe_score, held_out_score
 from kubesft_trainer.kube_status import FanOutSink, KubeStatusSink
 from kubesft_trainer.loop import (
     Session,
@@ -109,6 +110,10 @@ def train(config: TrainerConfig) -> dict[str, Any]:
                 session.output_dir, before, after, prompts, final, references=references
             )
             evaluation = report.evaluation_status(final, prompts, before, after)
+            score = held_out_score(before, after, references)
+            if score is not None:
+                evaluation["heldOut"] = score
+                print(describe_score(score), flush=True)
         if remote is not None:  # uploaded before the run may say Succeeded
             session.reporter.write_plot()
             remote.upload_results(session.output_dir)

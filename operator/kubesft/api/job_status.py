@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from kubesft.api.base import Condition, StatusModel
+from kubesft.api.held_out import HeldOutScore
 from kubesft.api.tracking import TrackingStatus
 
 JobPhase = Literal[
@@ -90,6 +91,8 @@ class EvaluationResult(StatusModel):
     perplexity: float | None = None
     token_accuracy: float | None = None
     samples: list[Sample] = Field(default_factory=list)
+    held_out: HeldOutScore | None = None
+    """Exact match of the samples' answers against their references, before and after."""
 
 
 class OutputInfo(StatusModel):
