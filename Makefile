@@ -12,7 +12,7 @@ PIP_INSTALL = $(PY) -m pip install --quiet --resume-retries 30
 	test-integration demo kind-demo bench clean
 
 help:
-	@echo "make demo   - start a local control plane and run the quickstart"
+	@echo "make demo   - start a local control plane and run the quickstart (MODEL=smollm2: a real model)"
 	@echo "make kind-demo - the quickstart on a kind cluster with both images (needs Docker; DRY_RUN=1 prints it)"
 	@echo "make test   - lint, type-check and run all tests (builds the control plane once)"
 	@echo "make crds   - regenerate crds/, the chart's copy and docs/api-reference.md"
@@ -65,7 +65,7 @@ test-integration: venv controlplane
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 demo: venv controlplane
-	hack/demo
+	hack/demo $(if $(MODEL),--model $(MODEL))
 
 # Needs Docker, kind, kubectl and helm; not run by CI. DRY_RUN=1 prints the commands.
 kind-demo: $(if $(DRY_RUN),,venv)

@@ -16,6 +16,7 @@ from kubesft.operator.pod_parts import (
     TERMINATION_LOG,
     aws_env,
     config_volume,
+    cpu_threads_env,
     env_field,
     env_secret,
     env_value,
@@ -135,6 +136,7 @@ def _env(job: SFTJob) -> list[dict[str, Any]]:
         env_field("KUBESFT_POD_NAME", "metadata.name"),
         env_value("HF_HOME", join(OUTPUT_DIR if spec.output.pvc else SCRATCH_DIR, ".cache/hf")),
         *_distributed_env(job),
+        *cpu_threads_env(spec.resources.cpu),
     ]
     if spec.model.token_secret_ref:
         env.append(env_secret("HF_TOKEN", spec.model.token_secret_ref))

@@ -54,6 +54,19 @@ def mlflow_env(ref: SecretRef | None) -> list[dict[str, Any]]:
     ]
 
 
+def cpu_threads_env(cpu: str | None) -> list[dict[str, Any]]:
+    """OMP_NUM_THREADS from the CPU limit (whole cores, at least 1). torch sizes its thread
+    pool by the host's cores, not the container's limit; more threads than the limit
+    allows are throttled and spin against each other, several times slower."""
+    if cpu is None:
+        return []
+    try:
+        cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    except ValueError:  # a quantity suffix no CPU count uses: leave torch's default
+        return []
+    return [env_value("OMP_NUM_THREADS", str(max(1, int(cores))))]
+
+
 def config_volume(name: str, config_map: str) -> dict[str, Any]:
     return {"name": name, "configMap": {"name": config_map}}
 
