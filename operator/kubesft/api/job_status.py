@@ -36,6 +36,36 @@ def is_finished(status: Mapping[str, Any] | None, generation: int | None) -> boo
 CONDITION_TYPES = ("DatasetReady", "Feasible", "Admitted", "Running", "Complete", "Failed")
 
 
+class JobReason:
+    """Reasons the operator writes on SFTJob conditions and Events (Kubeflow Trainer keeps
+    its reason constants beside its API types too). The trainer's own reasons, which reach
+    the Complete and Failed conditions as they are, are `kubesft.api.report.TrainerReason`.
+    """
+
+    DATASET_NOT_FOUND = "DatasetNotFound"
+    DATASET_NOT_READY = "DatasetNotReady"
+    DATASET_FAILED = "DatasetFailed"
+    DATASET_READY = "DatasetReady"
+    FEASIBLE = "Feasible"
+    INFEASIBLE = "Infeasible"
+    SUSPENDED = "Suspended"
+    WAITING_FOR_QUEUE = "WaitingForQueue"
+    ADMITTED = "Admitted"
+    PODS_PENDING = "PodsPending"
+    TRAINER_RUNNING = "TrainerRunning"
+    RESTARTING = "Restarting"
+    """A trainer pod ended early and its replacement has not started yet."""
+    FINISHING = "Finishing"
+    """Every trainer pod that had to finish did; the Job is not yet marked Complete."""
+    FINISHED = "Finished"
+    OOM_KILLED = "OOMKilled"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    TRAINER_FAILED = "TrainerFailed"
+    """The trainer failed without saying why (no termination message)."""
+    TRAINER_RESTARTED = "TrainerRestarted"
+    """Event: a trainer pod ended and the Job started another."""
+
+
 class Progress(StatusModel):
     """Training progress, updated by the trainer at most every few seconds."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubesft.api.base import PVCLocation, SecretKeyRef, SecretRef
+from kubesft.api.report import ExitCode
 
 CONFIG_DIR = "/etc/kubesft"
 TERMINATION_LOG = "/dev/termination-log"
@@ -88,10 +89,6 @@ def resources(
     return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
 
 
-# Exit code of the trainer and of `prepare` for bad configuration or data.
-EXIT_INVALID = 2
-
-
 def pod_failure_policy(container: str) -> dict[str, Any]:
     """Preemption and node drains are not the job's fault; bad config/data never heals."""
     return {
@@ -101,7 +98,7 @@ def pod_failure_policy(container: str) -> dict[str, Any]:
                 "onExitCodes": {
                     "containerName": container,
                     "operator": "In",
-                    "values": [EXIT_INVALID],
+                    "values": [int(ExitCode.INVALID)],
                 },
             },
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},

@@ -16,6 +16,7 @@ def test_no_job_is_pending_and_running_job_is_validating() -> None:
 def test_completed_job_makes_the_dataset_ready_with_stats() -> None:
     summary = {
         "phase": "Ready",
+        "reason": "Prepared",
         "stats": {"rows": 10, "valid": 10, "train": 8, "eval": 2},
         "fingerprint": "f" * 64,
         "errors": [],

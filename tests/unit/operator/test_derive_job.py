@@ -70,8 +70,12 @@ def test_running_queued_and_suspended() -> None:
     assert pending.phase == "Queued" and conditions(pending)["Admitted"][0] == "True"
 
 
-def test_success_copies_the_trainer_summary() -> None:
+def test_success_copies_the_trainer_report_with_its_reason() -> None:
     summary = {
+        "phase": "Succeeded",
+        "reason": "EarlyStopped",
+        "message": "trained 20 steps; output in /output/run/final",
+        "fingerprint": {"dataset": "d" * 64, "config": "c" * 64},
         "progress": {"step": 20, "totalSteps": 20, "percent": 99},
         "metrics": {"trainLoss": 0.5, "evalLoss": 0.7},
         "evaluation": {"evalLoss": 0.7, "samples": [{"prompt": "p", "before": "x", "after": "y"}]},
@@ -90,12 +94,14 @@ def test_success_copies_the_trainer_summary() -> None:
     assert st.evaluation is not None and st.evaluation.samples[0].after == "y"
     assert st.best_checkpoint == "c10" and st.checkpoints[0].eval_loss == 0.9
     assert st.completion_time == "2026-01-01T00:00:50Z"
-    assert conditions(st)["Complete"][0] == "True"
+    assert conditions(st)["Complete"] == ("True", "EarlyStopped", summary["message"])
+    assert st.fingerprint is not None and st.fingerprint.dataset == "d" * 64
 
 
-def test_exit_code_2_fails_with_the_trainer_message() -> None:
+def test_exit_code_2_fails_with_the_trainers_own_reason_and_message() -> None:
     msg = {
         "phase": "Failed",
+        "reason": "InvalidInput",
         "message": "spec.training.maxSeqLength: 16 is shorter than any prompt",
     }
     failed = observed(
@@ -106,7 +112,18 @@ def test_exit_code_2_fails_with_the_trainer_message() -> None:
     st = derive_job_status(job(), JobFacts(dataset(READY), failed), NOW)
     assert st.phase == "Failed"
     _, reason, message = conditions(st)["Failed"]
-    assert reason == "InvalidConfigOrData" and "maxSeqLength" in message
+    assert reason == "InvalidInput" and message == msg["message"]
+
+
+def test_a_failure_without_a_termination_message_names_the_exit_and_the_log_tail() -> None:
+    failed = observed(
+        failed=1,
+        conditions={"Failed": ("True", "PodFailurePolicy", "rule 0 matched")},
+        terminations=(ended(2, "Error", "loading\nValueError: bad things"),),
+    )
+    _, reason, message = conditions(derive_job_status(job(), JobFacts(None, failed), NOW))["Failed"]
+    assert reason == "TrainerFailed"
+    assert "exit code 2 (Error)" in message and "ValueError: bad things" in message
 
 
 def test_oom_killed_suggests_what_to_change() -> None:
@@ -114,11 +131,12 @@ def test_oom_killed_suggests_what_to_change() -> None:
         failed=4,
         conditions={"Failed": ("True", "BackoffLimitExceeded", "")},
         terminations=(ended(137, "OOMKilled"),),
+        restarts=3,
     )
     st = derive_job_status(job(), JobFacts(dataset(READY), oom), NOW)
     _, reason, message = conditions(st)["Failed"]
     assert reason == "OOMKilled" and "qlora" in message and "microBatchSize" in message
-    assert st.restarts == 4
+    assert st.restarts == 3
 
 
 def test_finished_status_is_kept_when_children_are_gone() -> None:
