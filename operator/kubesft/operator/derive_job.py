@@ -190,14 +190,20 @@ def _active_phase(s: _Status, job: SFTJob, trainer: ObservedJob) -> None:
 
 
 def _observe_trainer(st: SFTJobStatus, trainer: ObservedJob, now: str) -> None:
-    """restarts, startTime and the image: facts of the trainer Job whatever its phase."""
+    """restarts and startTime: facts of the trainer Job whatever its phase."""
     if trainer.restarts is not None:
         st.restarts = max(st.restarts, trainer.restarts)  # pods may be gone; retries stay
     # startTime marks the trainer Job's creation; from then on CEL keeps the spec fixed.
     st.start_time = st.start_time or trainer.start_time or now
-    if trainer.image is not None:
+
+
+def _fingerprint_image(st: SFTJobStatus, trainer: ObservedJob, seen: str | None) -> None:
+    """The image part of the fingerprint, which only the node knows (the trainer reports
+    the dataset and config parts); `seen` is the image an earlier reconcile recorded."""
+    image = trainer.image or seen
+    if image is not None:
         fingerprint = st.fingerprint or Fingerprint()
-        st.fingerprint = fingerprint.model_copy(update={"image": trainer.image})
+        st.fingerprint = fingerprint.model_copy(update={"image": image})
 
 
 def derive_job_status(job: SFTJob, facts: JobFacts, now: str) -> SFTJobStatus:
@@ -222,8 +228,10 @@ def derive_job_status(job: SFTJob, facts: JobFacts, now: str) -> SFTJobStatus:
         st.phase = "Pending"
         return st
     _observe_trainer(st, trainer, now)
+    image = st.fingerprint.image if st.fingerprint else None
     if trainer.complete or trainer.failed_for_good:
         _finish(s, trainer)
     else:
         _active_phase(s, job, trainer)
+    _fingerprint_image(st, trainer, image)
     return st

@@ -58,8 +58,6 @@ class ObservedJob:
 
     name: str
     suspended: bool
-    active: int = 0
-    ready: int = 0
     succeeded: int = 0
     failed: int = 0
     conditions: dict[str, tuple[str, str, str]] = field(default_factory=dict)
@@ -160,8 +158,6 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]], container: str)
     return ObservedJob(
         name=job["metadata"]["name"],
         suspended=bool((job.get("spec") or {}).get("suspend")),
-        active=int(status.get("active") or 0),
-        ready=int(status.get("ready") or 0),
         succeeded=int(status.get("succeeded") or 0),
         failed=int(status.get("failed") or 0),
         conditions=conditions,

@@ -59,14 +59,14 @@ def test_ready_and_feasible_is_pending_creation() -> None:
 
 def test_running_queued_and_suspended() -> None:
     ready = dataset(READY)
-    running = derive_job_status(job(), JobFacts(ready, observed(running_pods=1, active=1)), NOW)
+    running = derive_job_status(job(), JobFacts(ready, observed(running_pods=1)), NOW)
     assert running.phase == "Running" and conditions(running)["Running"][0] == "True"
     assert running.start_time == NOW
     queued = derive_job_status(job(), JobFacts(ready, observed(suspended=True)), NOW)
     assert queued.phase == "Queued" and conditions(queued)["Admitted"][1] == "WaitingForQueue"
     paused = derive_job_status(job(suspend=True), JobFacts(ready, observed(suspended=True)), NOW)
     assert paused.phase == "Suspended" and "spec.suspend" in conditions(paused)["Admitted"][2]
-    pending = derive_job_status(job(), JobFacts(ready, observed(active=1)), NOW)
+    pending = derive_job_status(job(), JobFacts(ready, observed()), NOW)
     assert pending.phase == "Queued" and conditions(pending)["Admitted"][0] == "True"
 
 
@@ -88,6 +88,7 @@ def test_success_copies_the_trainer_report_with_its_reason() -> None:
         conditions={"Complete": ("True", "", "")},
         completion_time="2026-01-01T00:00:50Z",
         terminations=(ended(0, "Completed", summary),),
+        image="kubesft/trainer@sha256:" + "e" * 64,
     )
     st = derive_job_status(job(), JobFacts(dataset(READY), done), NOW)
     assert st.phase == "Succeeded" and st.progress is not None and st.progress.percent == 100
@@ -96,6 +97,7 @@ def test_success_copies_the_trainer_report_with_its_reason() -> None:
     assert st.completion_time == "2026-01-01T00:00:50Z"
     assert conditions(st)["Complete"] == ("True", "EarlyStopped", summary["message"])
     assert st.fingerprint is not None and st.fingerprint.dataset == "d" * 64
+    assert st.fingerprint.image == "kubesft/trainer@sha256:" + "e" * 64  # from the node
 
 
 def test_exit_code_2_fails_with_the_trainers_own_reason_and_message() -> None:
