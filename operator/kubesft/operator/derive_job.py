@@ -91,7 +91,7 @@ def _telling_failure(trainer: ObservedJob) -> tuple[Termination | None, TrainerT
     terminations say nothing), else the latest."""
     for failure in reversed(trainer.terminations):
         report = failure.trainer() if failure.exit_code != 0 else None
-        if report is not None:
+        if report is not None and report.phase == "Failed":
             return failure, report
     return trainer.last_failure(), None
 

@@ -107,8 +107,9 @@ def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str)
         assert job.status is not None
         return job.status.phase  # finished: never re-run, even when TTL removed the children
     previous = job.status
-    if job.status is not None and job.status.phase in TERMINAL_PHASES:
-        job.status = None  # failed before it started and edited since: evaluate afresh
+    if previous is not None and previous.phase in TERMINAL_PHASES:
+        # Failed before it started and edited since: evaluate afresh.
+        job = job.model_copy(update={"status": None})
     trainer = kube.get("Job", namespace, names.trainer_job(name))
     cm: Manifest | None = None
     plan: JobPlan | None = None
@@ -121,7 +122,8 @@ def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str)
         plan = plan_job(job, facts, now_rfc3339(), previous=previous)
         if plan.create_trainer and dataset is not None:
             cm, trainer = _create_children(kube, job, dataset, config)
-            job.status = plan.status  # keep DatasetReady/Feasible for the plan below
+            # The trainer's plan below starts from this one's DatasetReady and Feasible.
+            job = job.model_copy(update={"status": plan.status})
     if trainer is not None:
         _sync_suspend(kube, job, trainer)
         if job.status is None or job.status.start_time is None:

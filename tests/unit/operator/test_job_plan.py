@@ -184,3 +184,19 @@ def test_suspend_and_resume_is_not_taken_for_a_restart() -> None:
     sft.spec.suspend = False
     plan = step(sft, observed())
     assert plan.status.phase == "Queued" and plan.events[0].reason == "Queued"
+
+
+def test_an_edit_after_the_end_is_not_in_effect_so_observed_generation_stays() -> None:
+    sft = job()
+    sft.status = SFTJobStatus(phase="Succeeded", completion_time="t9", observed_generation=1)
+    sft.metadata.generation = 2  # e.g. ttlSecondsAfterFinished edited on a finished job
+    plan = step(sft, observed(conditions={"Complete": ("True", "", "")}))
+    assert plan.status.observed_generation == 1 and plan.events == ()
+
+
+def test_an_edit_before_the_end_is_in_effect_at_once() -> None:
+    sft = running(job())
+    sft.metadata.generation = 3  # e.g. spec.suspend, which the apply step syncs to the Job
+    plan = step(sft, observed(running_pods=1))
+    assert plan.status.observed_generation == 3
+    assert {c.observed_generation for c in plan.status.conditions} == {3}
