@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from kubesft.api.formats import ConfigMapKey, Labels, ObjectName, RelativePath
+
 GROUP = "kubesft.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -117,26 +119,26 @@ def exactly_one(*fields: str) -> Rule:
 class SecretKeyRef(APIModel):
     """A key of a Secret in the same namespace; its value is only ever passed by reference."""
 
-    name: str = Field(min_length=1, max_length=MAX_NAME)
+    name: ObjectName
     """Name of the Secret."""
-    key: str = Field(default="token", min_length=1, max_length=MAX_NAME)
-    """Key inside the Secret."""
+    key: ConfigMapKey = "token"
+    """Key inside the Secret (Secret keys follow the ConfigMap key rules)."""
 
 
 class SecretRef(APIModel):
     """A whole Secret in the same namespace (e.g. AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)."""
 
-    name: str = Field(min_length=1, max_length=MAX_NAME)
+    name: ObjectName
     """Name of the Secret."""
 
 
 class PVCLocation(APIModel):
     """A path inside a PersistentVolumeClaim in the same namespace."""
 
-    claim_name: str = Field(min_length=1, max_length=MAX_NAME)
+    claim_name: ObjectName
     """Name of the PersistentVolumeClaim."""
-    path: str = Field(default="", max_length=MAX_STRING)
-    """Path inside the volume (relative; empty means the volume root)."""
+    path: RelativePath = ""
+    """Path inside the volume: relative, without '..' (empty means the volume root)."""
 
 
 Phase = str
@@ -169,5 +171,5 @@ class ObjectMeta(BaseModel):
     uid: str | None = None
     generation: int | None = None
     resource_version: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
