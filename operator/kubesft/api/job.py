@@ -222,7 +222,8 @@ class Checkpoints(APIModel):
     keep: int = Field(default=3, ge=1, le=100)
     """Most recent checkpoints kept."""
     keep_best: bool = True
-    """Also keep the checkpoint with the lowest eval loss."""
+    """Also keep the checkpoint with the lowest eval loss (set explicitly, it is refused
+    when the dataset's eval split is empty)."""
 
 
 class Output(APIModel):

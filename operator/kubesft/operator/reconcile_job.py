@@ -7,6 +7,7 @@ from typing import Any
 from kubesft.api import (
     SFT_DATASET,
     SFT_JOB,
+    InvalidSpec,
     ObjectMeta,
     SFTDataset,
     SFTJob,
@@ -22,6 +23,7 @@ from kubesft.operator.kube import Kube, Manifest, now_rfc3339
 from kubesft.operator.observe import ObservedJob, counts_pods, observe_job
 from kubesft.operator.owner import owner_reference
 from kubesft.operator.pod_parts import parse_location
+from kubesft.operator.precheck import precheck
 from kubesft.operator.status_patch import status_dict, write_status
 
 
@@ -117,6 +119,9 @@ def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str)
         infeasible = assess(job, config).problem
         status = derive_job_status(job, JobFacts(dataset, None, infeasible), now_rfc3339())
         if status.phase == "Pending" and dataset is not None:
+            problems = precheck(job, dataset)
+            if problems:  # reported by the reconciler as Failed/InvalidSpec + a Warning
+                raise InvalidSpec(problems)
             cm, trainer = _create_children(kube, job, dataset, config)
             job.status = status  # keep DatasetReady/Feasible for the derivation below
     if trainer is not None:
