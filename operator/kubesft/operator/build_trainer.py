@@ -218,6 +218,16 @@ def _pod_spec(job: SFTJob, inputs: TrainerInputs) -> dict[str, Any]:
     return pod
 
 
+def mutable_job_fields(job: SFTJob) -> dict[str, int | None]:
+    """The trainer Job's fields that follow later SFTJob edits (both mutable on a Job);
+    None means unset. `api.job.MUTABLE_AFTER_START` lists them for admission."""
+    spec = job.spec
+    return {
+        "activeDeadlineSeconds": spec.active_deadline_seconds,
+        "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
+    }
+
+
 def job_suspended(job: SFTJob) -> bool:
     """Created suspended when the user says so, or when Kueue is to admit it."""
     return job.spec.suspend or bool(names.passthrough_labels(job.metadata.labels))
@@ -239,10 +249,7 @@ def build_job(job: SFTJob, inputs: TrainerInputs) -> dict[str, Any]:
     }
     if spec.resources.nodes > 1:
         batch["completionMode"] = "Indexed"
-    if spec.active_deadline_seconds:
-        batch["activeDeadlineSeconds"] = spec.active_deadline_seconds
-    if spec.ttl_seconds_after_finished is not None:
-        batch["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
+    batch.update({k: v for k, v in mutable_job_fields(job).items() if v is not None})
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

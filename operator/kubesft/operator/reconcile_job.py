@@ -91,6 +91,15 @@ def _sync_suspend(kube: Kube, job: SFTJob, trainer: Manifest) -> None:
         trainer.setdefault("spec", {})["suspend"] = desired
 
 
+def _sync_mutable(kube: Kube, job: SFTJob, trainer: Manifest) -> None:
+    """Edits of spec.activeDeadlineSeconds / ttlSecondsAfterFinished reach the Job."""
+    current = trainer.setdefault("spec", {})
+    patch = {k: v for k, v in build_trainer.mutable_job_fields(job).items() if current.get(k) != v}
+    if patch:  # a null removes the field
+        kube.patch_job(job.metadata.namespace or "", trainer["metadata"]["name"], {"spec": patch})
+        current.update(patch)
+
+
 def _observe(kube: Kube, trainer: Manifest) -> ObservedJob:
     ns, name = trainer["metadata"]["namespace"], trainer["metadata"]["name"]
     pods = kube.job_pods(ns, name) if counts_pods(trainer) else []
@@ -126,6 +135,7 @@ def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str)
             job.status = status  # keep DatasetReady/Feasible for the derivation below
     if trainer is not None:
         _sync_suspend(kube, job, trainer)
+        _sync_mutable(kube, job, trainer)
         if job.status is None or job.status.start_time is None:
             # startTime is recorded in the same reconcile that adopts the ConfigMap, so
             # once it is set the adoption has happened: no need to read the ConfigMap.
