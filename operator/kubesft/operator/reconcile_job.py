@@ -19,7 +19,7 @@ from kubesft.operator import build_trainer, names
 from kubesft.operator.config import OperatorConfig
 from kubesft.operator.derive_job import JobFacts, derive_job_status
 from kubesft.operator.feasibility import assess
-from kubesft.operator.kube import Kube, Manifest, now_rfc3339
+from kubesft.operator.kube import Kube, Manifest, RejectedObject, now_rfc3339
 from kubesft.operator.observe import ObservedJob, counts_pods, observe_job
 from kubesft.operator.owner import owner_reference
 from kubesft.operator.pod_parts import parse_location
@@ -131,7 +131,10 @@ def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str)
             problems = precheck(job, dataset)
             if problems:  # reported by the reconciler as Failed/InvalidSpec + a Warning
                 raise InvalidSpec(problems)
-            cm, trainer = _create_children(kube, job, dataset, config)
+            try:
+                cm, trainer = _create_children(kube, job, dataset, config)
+            except RejectedObject as err:  # the same: a condition and a Warning naming it
+                raise InvalidSpec([str(err)]) from None
             job.status = status  # keep DatasetReady/Feasible for the derivation below
     if trainer is not None:
         _sync_suspend(kube, job, trainer)
