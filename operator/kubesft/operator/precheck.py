@@ -18,9 +18,13 @@ FIX_EVAL_SPLIT = (
 
 
 def eval_split_size(dataset: SFTDataset) -> int | None:
-    """Rows in the prepared eval split (status.stats.eval); None when not known yet."""
+    """Rows in the prepared eval split (status.stats.eval); before preparation, 0 when the
+    spec makes none (evalFraction 0 and no evalSource: `kubesft validate`), else None."""
     stats = dataset.status.stats if dataset.status is not None else None
-    return stats.eval if stats is not None else None
+    if stats is not None:
+        return stats.eval
+    split = dataset.spec.split
+    return 0 if split.eval_fraction == 0 and split.eval_source is None else None
 
 
 def precheck(job: SFTJob, dataset: SFTDataset) -> list[str]:
