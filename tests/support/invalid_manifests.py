@@ -204,7 +204,8 @@ CASES: list[InvalidCase] = [
         "spec.validation.minExamples",
     ),
     InvalidCase("dataset-name-too-long", D, {}, "metadata.name", name="d" * 60),
-    # Kubernetes formats: names of other objects (DNS-1123 subdomains).
+    # Kubernetes formats: names of objects (DNS-1123 subdomains).
+    InvalidCase("job-name-not-a-name", J, {}, "metadata.name", name="Bad_Name"),
     InvalidCase(
         "dataset-ref-not-a-name", J, {"spec.dataset.name": "Bad_Name!"}, "spec.dataset.name"
     ),

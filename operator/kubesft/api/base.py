@@ -10,13 +10,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from kubesft.api.formats import ConfigMapKey, Labels, ObjectName, RelativePath
+from kubesft.api.formats import (
+    DNS1123_SUBDOMAIN,
+    ConfigMapKey,
+    Labels,
+    ObjectName,
+    RelativePath,
+)
 
 GROUP = "kubesft.io"
 VERSION = "v1alpha1"
@@ -165,8 +171,11 @@ class ObjectMeta(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
-    name: str | None = Field(default=None, max_length=MAX_OBJECT_NAME)
-    """Child Jobs and pods derive their names from it, so it is kept short."""
+    name: Annotated[str, AfterValidator(DNS1123_SUBDOMAIN.validate)] | None = Field(
+        default=None, max_length=MAX_OBJECT_NAME
+    )
+    """A DNS-1123 subdomain, as the apiserver requires of custom resources; child Jobs and
+    pods derive their names from it, so it is kept short."""
     namespace: str | None = None
     uid: str | None = None
     generation: int | None = None
