@@ -382,19 +382,6 @@ CASES: list[InvalidCase] = [
         "spec.model.revision",
     ),
     InvalidCase(
-        "token-for-pvc-model",
-        J,
-        {
-            "spec.model": {
-                "name": "m",
-                "source": "pvc",
-                "pvc": {"claimName": "m"},
-                "tokenSecretRef": {"name": "t"},
-            }
-        },
-        "spec.model.tokenSecretRef",
-    ),
-    InvalidCase(
         "max-eval-rows-without-eval-split",
         D,
         {"spec.split": {"evalFraction": 0, "maxEvalRows": 10}},

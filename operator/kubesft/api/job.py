@@ -49,19 +49,13 @@ class ModelRef(APIModel):
             check=lambda m: m.source != "url" or m.url is not None,
             field_path=".url",
         ),
-        # Settings that cannot act: only hub downloads take a revision or a token.
+        # A setting that cannot act: only hub downloads take a revision.
         Rule(
             cel=f"!has(self.revision) || {cel_field('source', 'hf')} == 'hf'",
             message="model.revision applies only to source hf (a hub branch, tag or commit): "
             "remove it, or pin the version in model.pvc.path / model.url",
             check=lambda m: m.revision is None or m.source == "hf",
             field_path=".revision",
-        ),
-        Rule(
-            cel=f"!has(self.tokenSecretRef) || {cel_field('source', 'hf')} == 'hf'",
-            message="model.tokenSecretRef applies only to source hf (a hub token): remove it",
-            check=lambda m: m.token_secret_ref is None or m.source == "hf",
-            field_path=".tokenSecretRef",
         ),
     )
 
