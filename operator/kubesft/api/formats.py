@@ -33,9 +33,10 @@ LABEL_VALUE_RE = re.compile(rf"^({_QUALIFIED})?$")
 CONFIG_MAP_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 # k8s.io/apimachinery/pkg/api/resource/quantity.go: <signedNumber><suffix>, where suffix
-# is a binary SI (Ki..Ei), a decimal SI (m, k, M..E) or a decimal exponent (e3, E-2).
+# is a binary SI (Ki..Ei), a decimal SI (n, u, m, k, M..E) or an integer decimal exponent
+# (e3, E-2: the parser reads it with strconv.ParseInt).
 _NUMBER = r"([0-9]+(\.[0-9]*)?|\.[0-9]+)"
-QUANTITY_RE = re.compile(rf"^([+-]?){_NUMBER}(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?{_NUMBER}))?$")
+QUANTITY_RE = re.compile(rf"^([+-]?){_NUMBER}(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?[0-9]+))?$")
 
 # github.com/distribution/reference/regexp.go: [domain/]path[:tag][@digest]
 _ALNUM = r"[a-z0-9]+"
@@ -83,11 +84,11 @@ def _k8s_format(function: str, check: Callable[[str], bool], message: str) -> Fo
 
 
 def is_dns1123_subdomain(value: str) -> bool:
-    return len(value) <= 253 and DNS1123_SUBDOMAIN_RE.match(value) is not None
+    return len(value) <= 253 and DNS1123_SUBDOMAIN_RE.fullmatch(value) is not None
 
 
 def is_dns1035_label(value: str) -> bool:
-    return len(value) <= 63 and DNS1035_LABEL_RE.match(value) is not None
+    return len(value) <= 63 and DNS1035_LABEL_RE.fullmatch(value) is not None
 
 
 def is_qualified_name(value: str) -> bool:
@@ -95,16 +96,16 @@ def is_qualified_name(value: str) -> bool:
     prefix, slash, name = value.rpartition("/")
     if slash and not (prefix and is_dns1123_subdomain(prefix)):
         return False
-    return len(name) <= 63 and QUALIFIED_NAME_RE.match(name) is not None
+    return len(name) <= 63 and QUALIFIED_NAME_RE.fullmatch(name) is not None
 
 
 def is_label_value(value: str) -> bool:
-    return len(value) <= 63 and LABEL_VALUE_RE.match(value) is not None
+    return len(value) <= 63 and LABEL_VALUE_RE.fullmatch(value) is not None
 
 
 def is_nonnegative_quantity(value: str) -> bool:
     """A resource.Quantity whose sign is not negative (`-0` is zero, as in Kubernetes)."""
-    match = QUANTITY_RE.match(value)
+    match = QUANTITY_RE.fullmatch(value)
     if match is None:
         return False
     try:
@@ -114,21 +115,23 @@ def is_nonnegative_quantity(value: str) -> bool:
 
 
 def is_image_reference(value: str) -> bool:
-    return len(value) <= MAX_IMAGE and re.match(IMAGE_RE, value) is not None
+    return len(value) <= MAX_IMAGE and re.fullmatch(IMAGE_RE, value) is not None
 
 
 def is_relative_path(value: str) -> bool:
     """'' (the volume root) or `a/b/c` without empty, '.' or '..' segments."""
     if value == "":
         return True
-    return re.match(_RELATIVE_SHAPE, value) is not None and re.search(_DOT_SEGMENT, value) is None
+    return (
+        re.fullmatch(_RELATIVE_SHAPE, value) is not None and re.search(_DOT_SEGMENT, value) is None
+    )
 
 
 def is_config_map_key(value: str) -> bool:
     return (
         len(value) <= 253
         and value not in (".", "..")
-        and CONFIG_MAP_KEY_RE.match(value) is not None
+        and CONFIG_MAP_KEY_RE.fullmatch(value) is not None
     )
 
 
