@@ -129,3 +129,35 @@ def test_refused_child_becomes_a_condition_and_a_warning_naming_it(
         namespace, field_selector="involvedObject.name=refused"
     ).items
     assert any(e.type == "Warning" and named in e.message for e in events), events
+
+
+def test_child_blocked_by_quota_gets_a_warning_naming_it_and_is_retried(
+    kube: Kube, namespace: str, controller_manager: None
+) -> None:
+    quota = {
+        "metadata": {"name": "no-jobs"},
+        "spec": {"hard": {"count/jobs.batch": "0"}},
+    }
+    kube.core.create_namespaced_resource_quota(namespace, quota)
+    for _ in range(100):  # the quota controller fills in status before admission uses it
+        if kube.core.read_namespaced_resource_quota("no-jobs", namespace).status.hard:
+            break
+        time.sleep(0.1)
+    create(kube, namespace, valid_dataset())
+    make_dataset_ready(kube, namespace)
+    create(kube, namespace, sft_job(namespace, "quota"))
+    assert Reconciler(kube, CONFIG).job(namespace, "quota") is None  # an API error: retried
+    events = kube.core.list_namespaced_event(
+        namespace, field_selector="involvedObject.name=quota"
+    ).items
+    named = f"the apiserver could not create Job {namespace}/quota-train"
+    warnings = [e.message for e in events if e.type == "Warning" and e.reason == "FailedCreate"]
+    assert any(named in m and "exceeded quota" in m for m in warnings), warnings
+    obj = kube.get_custom(SFT_JOB.plural, namespace, "quota")
+    assert obj is not None and (obj.get("status") or {}).get("phase") != "Failed"
+    kube.core.delete_namespaced_resource_quota("no-jobs", namespace)
+    for _ in range(100):  # admission sees the quota gone once its informer does
+        if Reconciler(kube, CONFIG).job(namespace, "quota") == "Queued":
+            break
+        time.sleep(0.1)
+    assert kube.get("Job", namespace, "quota-train") is not None

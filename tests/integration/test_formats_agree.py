@@ -19,7 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kubesft.api import GROUP, SFT_JOB, VERSION, InvalidSpec, parse_object
-from tests.support.invalid_manifests import _set, valid_job
+from tests.support.invalid_manifests import set_path, valid_job
 
 VALUES: dict[str, list[Any]] = {
     "spec.resources.cpu": [
@@ -148,7 +148,7 @@ def test_models_and_apiserver_agree(
     field: str, value: Any, crds_installed: None, kube_api: client.ApiClient, namespace: str
 ) -> None:
     obj = valid_job("formats")
-    _set(obj, field, copy.deepcopy(value))
+    set_path(obj, field, copy.deepcopy(value))
     models, apiserver = _models_accept(obj), _apiserver_accepts(kube_api, namespace, obj)
     if field == "spec.model.chatTemplate":
         assert apiserver or not models  # never stricter than the models

@@ -58,11 +58,11 @@ class InvalidCase:
         name = self.name or f"bad-{self.id}"
         obj = valid_job(name) if self.kind == "SFTJob" else valid_dataset(name)
         for path, value in self.changes.items():
-            _set(obj, path, value)
+            set_path(obj, path, value)
         return obj
 
 
-def _set(obj: dict[str, Any], path: str, value: Any) -> None:
+def set_path(obj: dict[str, Any], path: str, value: Any) -> None:
     *parents, last = path.split(".")
     node = obj
     for part in parents:

@@ -19,7 +19,7 @@ from kubesft.operator import build_trainer, names
 from kubesft.operator.config import OperatorConfig
 from kubesft.operator.derive_job import JobFacts, derive_job_status
 from kubesft.operator.feasibility import assess
-from kubesft.operator.kube import Kube, Manifest, RejectedObject, now_rfc3339
+from kubesft.operator.kube import CreateFailed, Kube, Manifest, RejectedObject, now_rfc3339
 from kubesft.operator.observe import ObservedJob, counts_pods, observe_job
 from kubesft.operator.owner import owner_reference
 from kubesft.operator.pod_parts import parse_location
@@ -135,6 +135,9 @@ def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str)
                 cm, trainer = _create_children(kube, job, dataset, config)
             except RejectedObject as err:  # the same: a condition and a Warning naming it
                 raise InvalidSpec([str(err)]) from None
+            except CreateFailed as err:  # e.g. quota, RBAC, apiserver down: retried
+                kube.event(job.to_dict(), "Warning", "FailedCreate", f"{err}; retrying")
+                raise
             job.status = status  # keep DatasetReady/Feasible for the derivation below
     if trainer is not None:
         _sync_suspend(kube, job, trainer)
