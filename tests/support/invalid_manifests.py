@@ -288,6 +288,22 @@ CASES: list[InvalidCase] = [
         {"spec.resources.tolerations": [{"key": "gpu", "operator": "Exists", "value": "a"}]},
         "spec.resources.tolerations[0].value",
     ),
+    InvalidCase(
+        "toleration-without-key-equal",
+        J,
+        {"spec.resources.tolerations": [{"operator": "Equal", "value": "a"}]},
+        "spec.resources.tolerations[0].operator",
+    ),
+    InvalidCase(
+        "toleration-seconds-without-noexecute",
+        J,
+        {
+            "spec.resources.tolerations": [
+                {"key": "gpu", "effect": "NoSchedule", "tolerationSeconds": 60}
+            ]
+        },
+        "spec.resources.tolerations[0].tolerationSeconds",
+    ),
     # Quantities: parseable and not negative.
     InvalidCase("cpu-negative", J, {"spec.resources.cpu": "-1"}, "spec.resources.cpu"),
     InvalidCase("memory-gb-suffix", J, {"spec.resources.memory": "64GB"}, "spec.resources.memory"),
