@@ -5,6 +5,7 @@ from __future__ import annotations
 from kubesft.api import (
     SFT_DATASET,
     SFT_JOB,
+    InvalidSpec,
     ObjectMeta,
     SFTDataset,
     SFTJob,
@@ -16,10 +17,11 @@ from kubesft.operator.config import OperatorConfig
 from kubesft.operator.derive_job import JobFacts
 from kubesft.operator.feasibility import assess
 from kubesft.operator.job_plan import JobPlan, plan_job
-from kubesft.operator.kube import Kube, Manifest, now_rfc3339
+from kubesft.operator.kube import CreateFailed, Kube, Manifest, RejectedObject, now_rfc3339
 from kubesft.operator.observe import ObservedJob, counts_pods, observe_job
 from kubesft.operator.owner import owner_reference
 from kubesft.operator.pod_parts import parse_location
+from kubesft.operator.precheck import precheck
 from kubesft.operator.status_patch import patch_status, post_event, status_dict
 
 
@@ -87,6 +89,15 @@ def _sync_suspend(kube: Kube, job: SFTJob, trainer: Manifest) -> None:
         trainer.setdefault("spec", {})["suspend"] = desired
 
 
+def _sync_mutable(kube: Kube, job: SFTJob, trainer: Manifest) -> None:
+    """Edits of spec.activeDeadlineSeconds / ttlSecondsAfterFinished reach the Job."""
+    current = trainer.setdefault("spec", {})
+    patch = {k: v for k, v in build_trainer.mutable_job_fields(job).items() if current.get(k) != v}
+    if patch:  # a null removes the field
+        kube.patch_job(job.metadata.namespace or "", trainer["metadata"]["name"], {"spec": patch})
+        current.update(patch)
+
+
 def _observe(kube: Kube, trainer: Manifest) -> ObservedJob:
     ns, name = trainer["metadata"]["namespace"], trainer["metadata"]["name"]
     pods = kube.job_pods(ns, name) if counts_pods(trainer) else []
@@ -121,11 +132,21 @@ def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str)
         facts = JobFacts(dataset, None, infeasible)
         plan = plan_job(job, facts, now_rfc3339(), previous=previous)
         if plan.create_trainer and dataset is not None:
-            cm, trainer = _create_children(kube, job, dataset, config)
+            problems = precheck(job, dataset)
+            if problems:  # reported by the reconciler as Failed/InvalidSpec + a Warning
+                raise InvalidSpec(problems)
+            try:
+                cm, trainer = _create_children(kube, job, dataset, config)
+            except RejectedObject as err:  # the same: a condition and a Warning naming it
+                raise InvalidSpec([str(err)]) from None
+            except CreateFailed as err:  # e.g. quota, RBAC, apiserver down: retried
+                kube.event(job.to_dict(), "Warning", "FailedCreate", f"{err}; retrying")
+                raise
             # The trainer's plan below starts from this one's DatasetReady and Feasible.
             job = job.model_copy(update={"status": plan.status})
     if trainer is not None:
         _sync_suspend(kube, job, trainer)
+        _sync_mutable(kube, job, trainer)
         if job.status is None or job.status.start_time is None:
             # startTime is recorded in the same reconcile that adopts the ConfigMap, so
             # once it is set the adoption has happened: no need to read the ConfigMap.
