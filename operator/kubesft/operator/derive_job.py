@@ -172,18 +172,22 @@ def _active_phase(s: _Status, job: SFTJob, trainer: ObservedJob) -> None:
         st.phase = "Running"
         s.cond("Running", "True", JobReason.TRAINER_RUNNING,
                f"{trainer.running_pods} of {nodes} trainer pod(s) running")  # fmt: skip
-    elif trainer.succeeded:
+    elif trainer.succeeded >= nodes:
         st.phase = "Running"
         s.cond("Running", "True", JobReason.FINISHING,
                f"{trainer.succeeded} of {nodes} trainer pod(s) finished; waiting for the Job "
                "to complete")  # fmt: skip
-    elif s.previous_phase == "Running":
+    elif s.previous_phase == "Running" or trainer.succeeded:
         st.phase = "Running"  # a crash being retried: the run goes on, it is not queued again
         failure = trainer.last_failure()
-        ended = describe_failure(failure) if failure else "a trainer pod ended"
-        s.cond("Running", "True", JobReason.RESTARTING,
-               f"{ended}; waiting for the replacement pod (restart {st.restarts} of "
-               f"spec.retry.maxRestarts {job.spec.retry.max_restarts})")  # fmt: skip
+        retries = job.spec.retry.max_restarts
+        message = (
+            f"{trainer.succeeded} of {nodes} trainer pod(s) finished; waiting for the others"
+            if failure is None
+            else f"{describe_failure(failure)}; waiting for the replacement pod (restart "
+            f"{st.restarts} of spec.retry.maxRestarts {retries})"
+        )
+        s.cond("Running", "True", JobReason.RESTARTING, message)
     else:
         st.phase = "Queued"
         s.cond("Running", "False", JobReason.PODS_PENDING, "waiting for trainer pods to start")
