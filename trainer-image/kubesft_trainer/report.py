@@ -18,7 +18,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubesft.api.job_status import LOSS_HISTORY, CheckpointInfo, Metrics, Progress
+from kubesft.api.job_status import (
+    EVAL_HISTORY,
+    LOSS_HISTORY,
+    CheckpointInfo,
+    EvalPoint,
+    Metrics,
+    Progress,
+)
 from kubesft.api.report import TrainerReport, TrainerTermination, best_checkpoint
 from kubesft_trainer.results import PLOT_FILE, eval_metrics, rounded, write_loss_plot
 from kubesft_trainer.sinks import MetricsSink, ProgressSink, RateLimitedSink, write_atomic
@@ -67,6 +74,8 @@ class Reporter:
         self.metrics: Metrics | None = None
         self.checkpoints: list[CheckpointInfo] = []
         self._rate_origin: tuple[int, float] | None = None
+        self._train_losses: list[float] = []
+        """Train losses since the last evaluation; their mean goes beside its eval loss."""
         records = read_metrics(self.output_dir) if resume_step > 0 else []
         kept = [r for r in records if r["step"] <= resume_step]
         write_atomic(self.metrics_path, "".join(_line(r) for r in kept))
@@ -205,9 +214,12 @@ class Reporter:
             history = self.metrics.loss_history if self.metrics else []
             if record.get("trainLoss") is not None:
                 history = [*history, round(record["trainLoss"], 4)][-LOSS_HISTORY:]
+                self._train_losses.append(record["trainLoss"])
             self._update_metrics(record, keys, lossHistory=history)
         elif record["type"] == "eval":
-            self._update_metrics(record, ("evalLoss", "perplexity", "tokenAccuracy"))
+            self._update_metrics(
+                record, ("evalLoss", "perplexity", "tokenAccuracy"), evalHistory=self._evals(record)
+            )
         elif record["type"] == "checkpoint":
             entry = CheckpointInfo(
                 step=record["step"],
@@ -220,6 +232,16 @@ class Reporter:
             if "kept" in record:
                 kept = set(record["kept"]) | {entry.path}
                 self.checkpoints = [c for c in self.checkpoints if c.path in kept]
+
+    def _evals(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """metrics.evalHistory with this evaluation added (the Overfitting condition's input)."""
+        earlier = self.metrics.eval_history if self.metrics else []
+        losses, self._train_losses = self._train_losses, []
+        if record.get("evalLoss") is None:
+            return [p.model_dump(by_alias=True) for p in earlier]
+        train = rounded(sum(losses) / len(losses)) if losses else None
+        point = EvalPoint(step=record["step"], eval_loss=record["evalLoss"], train_loss=train)
+        return [p.model_dump(by_alias=True) for p in [*earlier, point][-EVAL_HISTORY:]]
 
     def _update_metrics(
         self, record: Mapping[str, Any], keys: tuple[str, ...], **extra: Any
