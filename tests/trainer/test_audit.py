@@ -53,7 +53,9 @@ def test_clean_data_has_no_findings(tmp_path: Path) -> None:
     assert audit["minChars"] < 50 < audit["maxChars"]
 
 
-def test_near_duplicates_name_the_later_rows_and_are_kept_by_default(tmp_path: Path) -> None:
+def test_near_duplicates_name_the_later_rows_and_are_kept_by_default(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     rows = [clean(i) for i in range(1, 11)]
     rows.insert(4, qa("what IS 2   plus 2?", "The sum of 2 and 2 is 4.\n"))  # row 5 ~ row 2
     rows.append(qa("WHAT is 7 plus 7?", "the sum of 7 and 7 is 14."))  # row 12 ~ row 8
@@ -62,6 +64,8 @@ def test_near_duplicates_name_the_later_rows_and_are_kept_by_default(tmp_path: P
     assert stats["duplicatesRemoved"] == 1
     assert stats["audit"]["nearDuplicates"] == {"count": 2, "rows": [5, 12], "action": "warn"}
     assert stats["train"] == 12
+    warned = "2 near-duplicate examples (rows 5, 12; spec.validation.nearDuplicates is warn)"
+    assert f"data audit: {warned}, kept" in caplog.text
 
 
 def test_near_duplicates_dropped_keep_the_first_of_each(tmp_path: Path) -> None:

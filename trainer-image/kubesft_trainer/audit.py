@@ -12,6 +12,7 @@ case".
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections import defaultdict
@@ -39,6 +40,7 @@ CATEGORIES = {
 }
 """Category: its spec.validation field and how a message names it."""
 _SPACE = re.compile(r"\s+")
+log = logging.getLogger(__name__)
 
 
 class Audited(Protocol):
@@ -91,23 +93,34 @@ def audit_examples(examples: Sequence[Ex], validation: Validation) -> tuple[list
         )
     low, high = flags.bounds or (None, None)
     audit = DataAudit(**findings, min_chars=low, max_chars=high, dropped=len(drop))
+    for name, finding in findings.items():
+        if finding.count and finding.action != "fail":  # fail is enforce_audit's message
+            verb = "dropped" if finding.action == "drop" else "kept"
+            log.warning("data audit: %s, %s", describe_finding(name, finding), verb)
     return [ex for i, ex in enumerate(examples) if i not in drop], audit
 
 
 def enforce_audit(audit: DataAudit) -> None:
     """Raise UserError naming each category set to `fail` that flagged examples."""
     problems = []
-    for name, (knob, label) in CATEGORIES.items():
+    for name in CATEGORIES:
         finding: AuditFinding = getattr(audit, name)
         if finding.action == "fail" and finding.count:
-            rows = ", ".join(str(r) for r in finding.rows)
-            more = " and more" if finding.count > len(finding.rows) else ""
             problems.append(
-                f"{finding.count} {label} (rows {rows}{more}; spec.validation.{knob} is fail, "
-                "set it to drop or warn, or fix the data)"
+                f"{describe_finding(name, finding)}, set it to drop or warn or fix the data"
             )
     if problems:
         raise UserError("data audit failed: " + "; ".join(problems))
+
+
+def describe_finding(name: str, finding: AuditFinding) -> str:
+    """`3 near-duplicate examples (rows 4, 9, 12; spec.validation.nearDuplicates is warn)`."""
+    knob, label = CATEGORIES[name]
+    rows = ", ".join(str(r) for r in finding.rows)
+    more = " and more" if finding.count > len(finding.rows) else ""
+    return (
+        f"{finding.count} {label} (rows {rows}{more}; spec.validation.{knob} is {finding.action})"
+    )
 
 
 def _near_duplicates(parsed: Sequence[Mapping[str, Any]], flags: _Flags) -> None:
