@@ -11,6 +11,7 @@ case".
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -19,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import fmean, median
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from kubesft.api.dataset import AuditFinding, DataAudit, Validation
 from kubesft_trainer.exit_codes import UserError
@@ -67,6 +68,32 @@ class _Flags:
     bounds: tuple[int, int] | None = None
 
 
+class _Keys(NamedTuple):
+    """What the rules compare of one example: digests of folded text, so a large dataset
+    costs a few dozen bytes per example here rather than a second parsed copy."""
+
+    whole: bytes
+    prompt: bytes | None
+    """None for a `text` example, which has no prompt or answer."""
+    answer: bytes
+    answer_words: int
+
+
+def _keys(example: Mapping[str, Any]) -> _Keys:
+    prompt, answer = split_example(example)
+    is_text = "text" in example
+    return _Keys(
+        whole=_digest(fold(prompt + "\n" + answer)),
+        prompt=None if is_text else _digest(fold(prompt)),
+        answer=_digest(fold(answer)),
+        answer_words=len(answer.split()),
+    )
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
 def audit_examples(examples: Sequence[Ex], validation: Validation) -> tuple[list[Ex], DataAudit]:
     """Audit `examples` (in source order); returns those kept and the findings.
 
@@ -74,10 +101,10 @@ def audit_examples(examples: Sequence[Ex], validation: Validation) -> tuple[list
     (`enforce_audit` raises for `fail`, after the findings are recorded).
     """
     flags = _Flags()
-    parsed = [json.loads(ex.line) for ex in examples]
-    _near_duplicates(parsed, flags)
-    _contradictions(parsed, flags)
-    _short_answers(parsed, validation.min_answer_words, flags)
+    keys = [_keys(json.loads(ex.line)) for ex in examples]
+    _near_duplicates(keys, flags)
+    _contradictions(keys, flags)
+    _short_answers(keys, validation.min_answer_words, flags)
     flags.bounds = _length_outliers([ex.chars for ex in examples], validation, flags)
     drop: set[int] = set()
     findings: dict[str, AuditFinding] = {}
@@ -93,10 +120,6 @@ def audit_examples(examples: Sequence[Ex], validation: Validation) -> tuple[list
         )
     low, high = flags.bounds or (None, None)
     audit = DataAudit(**findings, min_chars=low, max_chars=high, dropped=len(drop))
-    for name, finding in findings.items():
-        if finding.count and finding.action != "fail":  # fail is enforce_audit's message
-            verb = "dropped" if finding.action == "drop" else "kept"
-            log.warning("data audit: %s, %s", describe_finding(name, finding), verb)
     return [ex for i, ex in enumerate(examples) if i not in drop], audit
 
 
@@ -113,6 +136,16 @@ def enforce_audit(audit: DataAudit) -> None:
         raise UserError("data audit failed: " + "; ".join(problems))
 
 
+def log_audit(audit: DataAudit | None) -> None:
+    """One warning per category that flagged examples, for a dataset that was prepared (a
+    rejected one says only why it was rejected)."""
+    for name in CATEGORIES:
+        finding: AuditFinding | None = getattr(audit, name, None)
+        if finding is not None and finding.count:
+            verb = "dropped" if finding.action == "drop" else "kept"
+            log.warning("data audit: %s, %s", describe_finding(name, finding), verb)
+
+
 def describe_finding(name: str, finding: AuditFinding) -> str:
     """`3 near-duplicate examples (rows 4, 9, 12; spec.validation.nearDuplicates is warn)`."""
     knob, label = CATEGORIES[name]
@@ -123,26 +156,22 @@ def describe_finding(name: str, finding: AuditFinding) -> str:
     )
 
 
-def _near_duplicates(parsed: Sequence[Mapping[str, Any]], flags: _Flags) -> None:
+def _near_duplicates(keys: Sequence[_Keys], flags: _Flags) -> None:
     """Flag each example whose whole text equals an earlier one's up to whitespace and case."""
-    first: dict[str, int] = {}
-    for i, example in enumerate(parsed):
-        prompt, answer = split_example(example)
-        key = fold(prompt + "\n" + answer)
-        if key in first:
+    seen: set[bytes] = set()
+    for i, key in enumerate(keys):
+        if key.whole in seen:
             flags.by_category["near_duplicates"].append(i)
-        else:
-            first[key] = i
+        seen.add(key.whole)
 
 
-def _contradictions(parsed: Sequence[Mapping[str, Any]], flags: _Flags) -> None:
+def _contradictions(keys: Sequence[_Keys], flags: _Flags) -> None:
     """Flag every example whose prompt also appears with a different answer (up to
     whitespace and case); text examples have no prompt and are never flagged."""
-    answers: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for i, example in enumerate(parsed):
-        prompt, answer = split_example(example)
-        if "text" not in example:
-            answers[fold(prompt)][fold(answer)].append(i)
+    answers: dict[bytes, dict[bytes, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, key in enumerate(keys):
+        if key.prompt is not None:
+            answers[key.prompt][key.answer].append(i)
     for by_answer in answers.values():
         if len(by_answer) > 1:
             flags.by_category["contradictions"].extend(
@@ -150,10 +179,10 @@ def _contradictions(parsed: Sequence[Mapping[str, Any]], flags: _Flags) -> None:
             )
 
 
-def _short_answers(parsed: Sequence[Mapping[str, Any]], min_words: int, flags: _Flags) -> None:
+def _short_answers(keys: Sequence[_Keys], min_words: int, flags: _Flags) -> None:
     """Flag examples whose final answer has fewer than `min_words` whitespace-separated words."""
-    for i, example in enumerate(parsed):
-        if "text" not in example and len(split_example(example)[1].split()) < min_words:
+    for i, key in enumerate(keys):
+        if key.prompt is not None and key.answer_words < min_words:
             flags.by_category["short_answers"].append(i)
 
 

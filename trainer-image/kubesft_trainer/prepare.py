@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kubesft.api.dataset import DataAudit, DatasetStats, RowError, SFTDatasetSpec, Validation
-from kubesft_trainer.audit import audit_examples, enforce_audit
+from kubesft_trainer.audit import audit_examples, enforce_audit, log_audit
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.formats import RowProblem, Schema, choose_schema, measure, normalize_row
 from kubesft_trainer.sources import SourceRow, read_source
@@ -108,6 +108,7 @@ def prepare_dataset(
         train, evals = _load(spec, tally, staging / ".download", source_path, eval_source_path)
         shutil.rmtree(staging / ".download", ignore_errors=True)
         stats = tally.stats(train, evals)
+        log_audit(stats.audit)
         fingerprint = write_examples(staging, train, evals)
         _write_json(staging / "stats.json", stats_document(stats, fingerprint, tally.errors))
         _publish(staging, output)
