@@ -10,6 +10,7 @@ Three channels, from most to least durable:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -23,10 +24,12 @@ from kubesft.api.job_status import (
     LOSS_HISTORY,
     CheckpointInfo,
     EvalPoint,
+    Fingerprint,
     Metrics,
     Progress,
 )
 from kubesft.api.report import TrainerReport, TrainerTermination, best_checkpoint
+from kubesft.api.runtime import TrainerConfig
 from kubesft_trainer.results import PLOT_FILE, eval_metrics, rounded, write_loss_plot
 from kubesft_trainer.sinks import MetricsSink, ProgressSink, RateLimitedSink, write_atomic
 from kubesft_trainer.termination import write_termination_message
@@ -269,6 +272,17 @@ def _progress(record: Mapping[str, Any]) -> Progress:
         tokens_per_second=record.get("tokensPerSecond"),
         peak_gpu_memory_gi_b=record.get("gpuMemoryGiB"),
         updated_at=record.get("time"),
+    )
+
+
+def run_fingerprint(config: TrainerConfig) -> Fingerprint:
+    """`status.fingerprint` as the trainer knows it: the dataset's fingerprint and the sha256
+    of the resolved config (spec with defaults, and runtime) as sorted JSON. The image part
+    is the operator's to fill (only the node knows the digest it ran)."""
+    config_json = json.dumps(config.model_dump(by_alias=True, mode="json"), sort_keys=True)
+    return Fingerprint(
+        dataset=config.runtime.dataset_fingerprint,
+        config=hashlib.sha256(config_json.encode()).hexdigest(),
     )
 
 

@@ -148,6 +148,9 @@ def _finish(s: _Status, trainer: ObservedJob) -> None:
         s.cond("Complete", "True", reason, message)
         return
     reason, message = _failure_reason(trainer)
+    _, failed = _telling_failure(trainer)
+    if failed is not None:  # what was attempted (fingerprint) and how far it got
+        apply_report(st, failed)
     st.phase = "Failed"
     s.cond("Failed", "True", reason, message)
 
