@@ -23,9 +23,8 @@ def test_format_valid_needs_an_object_with_the_reference_keys() -> None:
 def test_held_out_score_is_the_status_field() -> None:
     before = ["Sure! Ana is 3 years old.", "Bo, 40"]
     after = [REFS[0], '{"name": "Bo", "age": 41}']
-    score = held_out_score(before, after, REFS)
-    assert score is not None
-    parsed = HeldOutScore.model_validate(score)
+    parsed = held_out_score(before, after, REFS)
+    assert isinstance(parsed, HeldOutScore)
     assert (parsed.exact_match_before, parsed.exact_match_after) == (0.0, 0.5)
     assert (parsed.format_valid_before, parsed.format_valid_after) == (0.0, 1.0)
     assert held_out_score([], [], []) is None

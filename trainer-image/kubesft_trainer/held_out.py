@@ -13,6 +13,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from kubesft.api.held_out import HeldOutScore
+
 
 def normalize(text: str) -> str:
     """Runs of whitespace as one space, trimmed: layout is not what is being judged."""
@@ -37,9 +39,9 @@ def format_valid_rate(answers: Sequence[str], references: Sequence[str]) -> floa
 
 def held_out_score(
     before: Sequence[str], after: Sequence[str], references: Sequence[str]
-) -> dict[str, Any] | None:
-    """The `evaluation.heldOut` status field (kubesft.api.held_out.HeldOutScore), or None
-    when there is nothing to score (no references, or answers missing on a resumed run)."""
+) -> HeldOutScore | None:
+    """The `evaluation.heldOut` status field, or None when there is nothing to score (no
+    references, or answers missing on a resumed run)."""
     if not references or len(before) != len(references) or len(after) != len(references):
         return None
     score: dict[str, Any] = {
@@ -51,15 +53,15 @@ def held_out_score(
     if valid_before is not None:
         score["formatValidBefore"] = round(valid_before, 4)
         score["formatValidAfter"] = round(format_valid_rate(after, references) or 0.0, 4)
-    return score
+    return HeldOutScore.model_validate(score)
 
 
-def describe_score(score: dict[str, Any]) -> str:
-    """One line for the log: `held-out (48 rows): exact match 0% -> 81%, ...`."""
-    line = f"held-out ({score['examples']} rows): exact match "
-    line += f"{score['exactMatchBefore']:.0%} -> {score['exactMatchAfter']:.0%}"
-    if "formatValidBefore" in score:
-        line += f", valid JSON {score['formatValidBefore']:.0%} -> {score['formatValidAfter']:.0%}"
+def describe_score(score: HeldOutScore) -> str:
+    """One line for the log: `held-out (16 rows): exact match 0% -> 81%, ...`."""
+    line = f"held-out ({score.examples} rows): exact match "
+    line += f"{score.exact_match_before:.0%} -> {score.exact_match_after:.0%}"
+    if score.format_valid_before is not None and score.format_valid_after is not None:
+        line += f", valid JSON {score.format_valid_before:.0%} -> {score.format_valid_after:.0%}"
     return line
 
 

@@ -19,7 +19,8 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
-from kubesft.api.dataset import DatasetStats, RowError, SFTDatasetSpec, Validation
+from kubesft.api.dataset import DataAudit, DatasetStats, RowError, SFTDatasetSpec, Validation
+from kubesft_trainer.audit import audit_examples, enforce_audit, log_audit
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.formats import RowProblem, Schema, choose_schema, measure, normalize_row
 from kubesft_trainer.sources import SourceRow, read_source
@@ -28,8 +29,6 @@ MAX_ERRORS = 20
 """Invalid rows kept in stats.json and errors.json (the status shows the first few)."""
 DETECT_ROWS = 100
 """Rows read ahead to detect the format."""
-TERMINATION_MESSAGE_BYTES = 4096
-"""Kubernetes keeps at most this much of a container's termination message."""
 SHOWN_ERRORS = 3
 """Invalid rows named in the one-line failure message."""
 
@@ -42,6 +41,8 @@ class Example:
     digest: bytes
     chars: int
     roles: tuple[str, ...]
+    row: int = 0
+    """1-based row number in its source."""
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Tally:
     valid: int = 0
     invalid: int = 0
     duplicates: int = 0
+    audit: DataAudit | None = None
     format: str | None = None
     errors: list[RowError] = field(default_factory=list)
 
@@ -62,6 +64,7 @@ class Tally:
             valid=self.valid,
             invalid=self.invalid,
             duplicates_removed=self.duplicates,
+            audit=self.audit,
             train=len(train),
             eval=len(evals),
             format=self.format,
@@ -105,6 +108,7 @@ def prepare_dataset(
         train, evals = _load(spec, tally, staging / ".download", source_path, eval_source_path)
         shutil.rmtree(staging / ".download", ignore_errors=True)
         stats = tally.stats(train, evals)
+        log_audit(stats.audit)
         fingerprint = write_examples(staging, train, evals)
         _write_json(staging / "stats.json", stats_document(stats, fingerprint, tally.errors))
         _publish(staging, output)
@@ -136,6 +140,8 @@ def _load(
     tally.format = schema.format
     seen: set[bytes] = set()
     examples = _examples(chain(head, rows), schema, tally, seen, limits.dedupe)
+    examples, tally.audit = audit_examples(examples, limits)
+    enforce_audit(tally.audit)
     if split.eval_source is None:
         _check_limits(limits, tally, len(examples))
         count = eval_size(len(examples), split.eval_fraction, split.max_eval_rows)
@@ -186,7 +192,7 @@ def _examples(
             tally.duplicates += 1
             continue
         seen.add(digest)
-        out.append(Example(line, digest, *measure(example)))
+        out.append(Example(line, digest, *measure(example), row=row.number))
     return out
 
 
@@ -270,28 +276,6 @@ def failure_document(failure: DatasetInvalid) -> dict[str, Any]:
 def describe_row_error(error: RowError) -> str:
     where = f"row {error.row} {error.field}" if error.field else f"row {error.row}"
     return f"{where}: {error.message}"
-
-
-def summarize(
-    phase: str,
-    reason: str,
-    message: str,
-    stats: DatasetStats | None = None,
-    fingerprint: str | None = None,
-    errors: Sequence[RowError] = (),
-) -> str:
-    """The termination message: compact JSON the operator turns into the status (≤ 4 KiB)."""
-    doc: dict[str, Any] = {"phase": phase, "reason": reason, "message": message[:1024]}
-    if stats is not None:
-        doc["stats"] = stats.model_dump(by_alias=True, mode="json")
-    if fingerprint:
-        doc["fingerprint"] = fingerprint
-    doc["errors"] = [{**e.model_dump(by_alias=True), "message": e.message[:200]} for e in errors]
-    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-    while len(text.encode()) > TERMINATION_MESSAGE_BYTES and doc["errors"]:
-        doc["errors"].pop()
-        text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-    return text
 
 
 def _fresh_dir(path: Path) -> None:

@@ -13,14 +13,20 @@ from kubesft.api.base import (
     APIModel,
     Condition,
     PVCLocation,
+    Rule,
     SecretKeyRef,
     SecretRef,
     StatusModel,
+    cel_field,
     exactly_one,
 )
+from kubesft.api.formats import ConfigMapKey, ImageReference, ObjectName
 
 DatasetFormat = Literal["auto", "messages", "prompt-completion", "text"]
 DatasetPhase = Literal["Pending", "Validating", "Ready", "Failed"]
+AuditAction = Literal["warn", "drop", "fail"]
+"""What the data audit does with flagged examples: keep and report them, drop them, or fail
+the dataset."""
 
 URL_PATTERN = r"^(https?|s3)://\S+$"
 
@@ -52,9 +58,9 @@ class URLSource(APIModel):
 class ConfigMapSource(APIModel):
     """Small inline JSONL data in a ConfigMap, handy for quickstarts and tests."""
 
-    name: str = Field(min_length=1, max_length=MAX_NAME)
+    name: ObjectName
     """Name of the ConfigMap in the same namespace."""
-    key: str = Field(default="data.jsonl", min_length=1, max_length=MAX_NAME)
+    key: ConfigMapKey = "data.jsonl"
     """Key holding the JSONL text."""
 
 
@@ -97,6 +103,19 @@ class ColumnMapping(APIModel):
 class Split(APIModel):
     """How the eval split is made: a random fraction, or a separate source."""
 
+    rules = (
+        Rule(
+            cel="!has(self.maxEvalRows) || has(self.evalSource) || "
+            f"{cel_field('evalFraction', 0.05)} > 0.0",
+            message="split.maxEvalRows caps an eval split, but evalFraction is 0 and there is no "
+            "evalSource: set evalFraction > 0 or remove maxEvalRows",
+            check=lambda s: (
+                s.max_eval_rows is None or s.eval_source is not None or s.eval_fraction > 0
+            ),
+            field_path=".maxEvalRows",
+        ),
+    )
+
     eval_fraction: float = Field(default=0.05, ge=0.0, lt=1.0)
     """Share of rows held out for evaluation; ignored when evalSource is set."""
     seed: int = Field(default=42, ge=0)
@@ -118,6 +137,22 @@ class Validation(APIModel):
     """Drop exact duplicates (after normalization)."""
     max_bytes: int | None = Field(default=None, gt=0)
     """Refuse sources larger than this many bytes."""
+    near_duplicates: AuditAction = "warn"
+    """Examples equal to an earlier one up to whitespace and case (the later ones are
+    flagged): warn keeps and reports them, drop removes them, fail rejects the dataset."""
+    contradictions: AuditAction = "warn"
+    """Examples whose prompt (up to whitespace and case) also appears with a different answer;
+    drop removes every example of such a prompt, since neither answer is known to be right."""
+    short_answers: AuditAction = "warn"
+    """Examples whose final answer has fewer than minAnswerWords words."""
+    min_answer_words: int = Field(default=2, ge=1)
+    """Words an answer needs not to count as short; 2 flags empty and one-word answers."""
+    length_outliers: AuditAction = "warn"
+    """Examples whose length is an outlier (modified z-score of log length above
+    maxLengthScore), too short or too long."""
+    max_length_score: float = Field(default=3.5, gt=0)
+    """Modified z-score beyond which a length is an outlier; 3.5 is Iglewicz and Hoaglin's
+    recommendation."""
 
 
 class SFTDatasetSpec(APIModel):
@@ -136,7 +171,7 @@ class SFTDatasetSpec(APIModel):
     storage: PVCLocation | None = None
     """Where prepared data is written; defaults to the operator's data claim, path
     `datasets/<name>`. Trainer pods mount it read-only, so multi-node jobs need RWX."""
-    image: str | None = Field(default=None, max_length=MAX_STRING)
+    image: ImageReference | None = None
     """Image for the preparation Job; defaults to the operator's trainer image."""
 
 
@@ -148,6 +183,37 @@ class RowError(StatusModel):
     field: str = ""
     """Field path inside the row, e.g. `messages[2].role`."""
     message: str = ""
+
+
+class AuditFinding(StatusModel):
+    """Examples the data audit flagged in one category."""
+
+    count: int = 0
+    """Examples flagged."""
+    rows: list[int] = Field(default_factory=list)
+    """The first few flagged examples' 1-based row numbers in the source."""
+    action: str = "warn"
+    """What was done with them: warn, drop or fail (spec.validation)."""
+
+
+class DataAudit(StatusModel):
+    """Data-quality findings of the preparation step, over the training source's examples
+    after validation and exact dedupe."""
+
+    near_duplicates: AuditFinding = Field(default_factory=AuditFinding)
+    """Examples equal to an earlier one up to whitespace and case."""
+    contradictions: AuditFinding = Field(default_factory=AuditFinding)
+    """Examples whose prompt also appears with a different answer."""
+    short_answers: AuditFinding = Field(default_factory=AuditFinding)
+    """Examples whose final answer is empty or shorter than minAnswerWords words."""
+    length_outliers: AuditFinding = Field(default_factory=AuditFinding)
+    """Examples whose length (characters) lies outside minChars..maxChars."""
+    min_chars: int | None = None
+    """Shortest length that is not an outlier; unset when too few examples to judge."""
+    max_chars: int | None = None
+    """Longest length that is not an outlier; unset when too few examples to judge."""
+    dropped: int = 0
+    """Examples removed by the audit (categories set to drop)."""
 
 
 class DatasetStats(StatusModel):
@@ -166,6 +232,8 @@ class DatasetStats(StatusModel):
     """Turns per role."""
     length_histogram: dict[str, int] = Field(default_factory=dict)
     """Examples per character-length bucket (bucket upper bound → count)."""
+    audit: DataAudit | None = None
+    """Near-duplicates, contradictions, short answers and length outliers."""
 
 
 class SFTDatasetStatus(StatusModel):

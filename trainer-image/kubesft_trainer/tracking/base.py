@@ -1,12 +1,20 @@
-"""The tracker interface, the fan-out to several trackers, and the scalar names they share."""
+"""The tracker interface and the scalar names every tracker uses.
+
+A tracker is a `sinks.MetricsSink` (each new metrics.jsonl record through `write`, `close`
+once) that also ends the run with its output (`finish`) and reports where the run is
+(`status`, into `status.tracking`). The Reporter treats it like any metrics sink (best
+effort); `tracking_status` and `finish_trackers` are its two extra calls.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
+
+from kubesft.api.tracking import TrackingStatus
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +30,15 @@ TRAIN_SCALARS = {
 NOT_SCALARS = frozenset({"type", "step", "totalSteps", "etaSeconds", "tokens", "time"})
 
 
+@runtime_checkable
 class Tracker(Protocol):
     """One experiment tracker, fed the records of metrics.jsonl as they are written."""
 
-    def record(self, record: Mapping[str, Any]) -> None:
+    def write(self, record: Mapping[str, Any]) -> None:
         """One metrics.jsonl record (train step, eval or checkpoint)."""
 
     def finish(self, output_dir: Path, final: Mapping[str, Any]) -> None:
-        """The run succeeded; `final` is the summary (status fields, `output` among them)."""
+        """The run succeeded; `final` is the final report as status fields (`output`...)."""
 
     def status(self) -> dict[str, Any]:
         """Fields of `status.tracking` this tracker sets (e.g. the run id)."""
@@ -38,33 +47,23 @@ class Tracker(Protocol):
         """Release files and connections; called whether or not the run finished."""
 
 
-class Trackers:
-    """Fans each call out to every tracker; one failing is logged and never stops training."""
+def tracking_status(sinks: Iterable[object]) -> TrackingStatus | None:
+    """`status.tracking` from the trackers among `sinks`; None when none reports any."""
+    fields: dict[str, Any] = {}
+    for sink in sinks:
+        if isinstance(sink, Tracker):
+            fields |= sink.status()
+    return TrackingStatus.model_validate(fields) if fields else None
 
-    def __init__(self, trackers: list[Tracker]) -> None:
-        self.trackers = trackers
 
-    def record(self, record: Mapping[str, Any]) -> None:
-        self._each("record", record)
-
-    def finish(self, output_dir: Path, final: Mapping[str, Any]) -> None:
-        self._each("finish", output_dir, final)
-
-    def close(self) -> None:
-        self._each("close")
-
-    def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for tracker in self.trackers:
-            out |= tracker.status()
-        return out
-
-    def _each(self, method: str, *args: Any) -> None:
-        for tracker in self.trackers:
+def finish_trackers(sinks: Iterable[object], output_dir: Path, final: Mapping[str, Any]) -> None:
+    """`finish` every tracker among `sinks`; one failing is logged, never fails the run."""
+    for sink in sinks:
+        if isinstance(sink, Tracker):
             try:
-                getattr(tracker, method)(*args)
+                sink.finish(output_dir, final)
             except Exception as err:  # tracking is a copy; metrics.jsonl is the record
-                log.warning("tracker %s: %s failed: %s", type(tracker).__name__, method, err)
+                log.warning("tracker %s: finish failed: %s", type(sink).__name__, err)
 
 
 def scalars(record: Mapping[str, Any]) -> dict[str, float]:

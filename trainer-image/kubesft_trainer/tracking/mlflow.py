@@ -60,7 +60,7 @@ class MLflowTracker:
             run_file.write_text(json.dumps(doc) + "\n", encoding="utf-8")
         atexit.register(self.close)  # a crashed attempt is marked FAILED, not left RUNNING
 
-    def record(self, record: Mapping[str, Any]) -> None:
+    def write(self, record: Mapping[str, Any]) -> None:
         from mlflow.entities import Metric
 
         millis = int(time.time() * 1000)

@@ -6,12 +6,14 @@ import logging
 from pathlib import Path
 
 from kubesft.api.runtime import TrainerConfig
-from kubesft_trainer.tracking.base import Tracker, Trackers
+from kubesft_trainer.tracking.base import Tracker
 
 log = logging.getLogger(__name__)
 
 
-def open_trackers(config: TrainerConfig, output_dir: Path, *, resume_step: int = 0) -> Trackers:
+def open_trackers(
+    config: TrainerConfig, output_dir: Path, *, resume_step: int = 0
+) -> list[Tracker]:
     """Trackers for the main process. TensorBoard files that cannot be written are logged
     and skipped (metrics.jsonl holds the same); an MLflow server the spec names but that
     cannot be reached raises, before any training time is spent."""
@@ -27,4 +29,4 @@ def open_trackers(config: TrainerConfig, output_dir: Path, *, resume_step: int =
         from kubesft_trainer.tracking.mlflow import MLflowTracker
 
         trackers.append(MLflowTracker(mlflow, config, output_dir))
-    return Trackers(trackers)
+    return trackers

@@ -24,7 +24,7 @@ class TensorBoardTracker:
         purge = resume_step + 1 if resume_step > 0 else None
         self.writer = SummaryWriter(log_dir=str(output_dir), purge_step=purge)
 
-    def record(self, record: Mapping[str, Any]) -> None:
+    def write(self, record: Mapping[str, Any]) -> None:
         for name, value in scalars(record).items():
             self.writer.add_scalar(name, value, global_step=int(record["step"]))
         if record.get("type") == "eval":
