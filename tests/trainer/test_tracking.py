@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from kubesft_trainer import cli, exit_codes
+from kubesft.api.report import ExitCode
+from kubesft_trainer import cli
 from kubesft_trainer.report import read_metrics
 from kubesft_trainer.tracking import scalars
 from tests.support.mlflow_server import mlflow_server
@@ -87,7 +88,7 @@ def test_mlflow_run_holds_the_spec_each_step_and_the_output(
     config = trainer_config(tiny_model_dir, data, output, tracking=tracking)
     config["runtime"] |= {"jobName": "tracked", "namespace": "team-a"}
     result = run_trainer(write_config(tmp_path / "c.json", config))
-    assert result.returncode == exit_codes.OK, result.stderr[-3000:]
+    assert result.returncode == ExitCode.OK, result.stderr[-3000:]
 
     summary = json.loads((tmp_path / "out.termination-log").read_text())
     run_id = summary["tracking"]["mlflowRunId"]
