@@ -30,6 +30,7 @@ from kubesft_trainer.config import RunPlan
 from kubesft_trainer.data import Batch, MicroBatchPlan, collate, step_micro_batches
 from kubesft_trainer.evaluate import EvalResult
 from kubesft_trainer.exit_codes import UserError
+from kubesft_trainer.graded_loss import install_graded_loss
 from kubesft_trainer.masking import IGNORE_INDEX, TokenizedExample
 from kubesft_trainer.remote_output import RemoteOutput
 
@@ -72,12 +73,29 @@ class Session:
 
 
 def summed_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Sum of next-token cross-entropy over graded tokens (labels != -100), in fp32."""
+    """Sum of next-token cross-entropy over graded tokens (labels != -100), in fp32.
+
+    The reference the training loss (`graded_loss`, which never builds these logits) is
+    tested against; evaluation scores with it.
+    """
     targets = labels[:, 1:]
     graded = targets != IGNORE_INDEX
     # Select graded positions before upcasting: (N, V) in fp32 instead of (T, V).
     scores = logits[:, :-1][graded].float()
     return functional.cross_entropy(scores, targets[graded], reduction="sum")
+
+
+def summed_graded_loss(
+    model: Any, batch: Batch, attn_implementation: str, device: torch.device
+) -> torch.Tensor:
+    """Sum of the batch's graded token losses, the LM head applied at graded positions only.
+
+    Installs `graded_loss` on a model loaded without `model.load_model` (tests, tools).
+    """
+    install_graded_loss(model)
+    inputs = _to_device(batch.model_inputs(attn_implementation), device)
+    loss: torch.Tensor = model(**inputs, graded_labels=batch.labels.to(device)).loss
+    return loss
 
 
 def backward_step(
@@ -96,9 +114,7 @@ def backward_step(
         # Gradients are all-reduced once, on the step's last micro-batch.
         last = index == len(batches) - 1
         with nullcontext() if last else acc.no_sync(model):
-            inputs = _to_device(batch.model_inputs(attn_implementation), acc.device)
-            logits = model(**inputs).logits
-            summed = summed_token_loss(logits, batch.labels.to(logits.device))
+            summed = summed_graded_loss(model, batch, attn_implementation, acc.device)
             acc.backward(summed * scale)
         loss_sum += summed.detach()
     total = float(acc.reduce(loss_sum, reduction="sum"))

@@ -30,9 +30,11 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from kubesft.api.job import SFTJobSpec
 from kubesft.api.runtime import TrainerRuntime
+from kubesft_trainer.attention import register_packed_sdpa
 from kubesft_trainer.chat_template import resolve_chat_template
 from kubesft_trainer.config import Precision
 from kubesft_trainer.exit_codes import UserError
+from kubesft_trainer.graded_loss import install_graded_loss
 from kubesft_trainer.neftune import NeftuneHandle, activate_neftune
 
 CHECKPOINTING_KWARGS = {"use_reentrant": False}
@@ -145,16 +147,22 @@ def describe_base_model(spec: SFTJobSpec, source: ModelSource) -> tuple[Any, int
     with hub_errors(spec):
         config = AutoConfig.from_pretrained(source.location, **source.kwargs())
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, trust_remote_code=source.trust_remote_code)
+        model = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+            config, trust_remote_code=source.trust_remote_code
+        )
     return config, sum(p.numel() for p in model.parameters())
 
 
 def choose_attn_implementation(requested: str, *, cuda: bool, precision: Precision) -> str:
-    """`auto`: flash-attention 2 when installed and usable (CUDA, half precision), else sdpa."""
-    if requested != "auto":
-        return requested
-    flash = importlib.util.find_spec("flash_attn") is not None
-    return "flash_attention_2" if flash and cuda and precision.mixed_precision != "no" else "sdpa"
+    """`auto`: flash-attention 2 when installed and usable (CUDA, half precision), else sdpa.
+
+    sdpa loads as kubesft's packed SDPA (`attention.py`): torch's SDPA per packed example.
+    """
+    if requested == "auto":
+        flash = importlib.util.find_spec("flash_attn") is not None
+        usable = flash and cuda and precision.mixed_precision != "no"
+        requested = "flash_attention_2" if usable else "sdpa"
+    return register_packed_sdpa() if requested == "sdpa" else requested
 
 
 def load_model(
@@ -184,6 +192,7 @@ def load_model(
     with hub_errors(spec):
         base = AutoModelForCausalLM.from_pretrained(source.location, **kwargs)
     base.config.use_cache = False  # a KV cache is useless in training and breaks packing
+    install_graded_loss(base)  # before peft and accelerate wrap the forward
     model = _make_trainable(base, spec)
     neftune = None
     if spec.training.neftune_alpha is not None:
@@ -196,7 +205,7 @@ def _bnb_config(spec: SFTJobSpec) -> Any:
 
     quant = spec.method.quantization
     assert quant is not None
-    return BitsAndBytesConfig(
+    return BitsAndBytesConfig(  # type: ignore[no-untyped-call]
         load_in_4bit=True,
         bnb_4bit_quant_type=quant.quant_type,
         bnb_4bit_use_double_quant=quant.double_quant,
@@ -217,7 +226,7 @@ def _make_trainable(model: Any, spec: SFTJobSpec) -> nn.Module:
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     if spec.method.type == "qlora":
-        model = prepare_model_for_kbit_training(
+        model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]
             model,
             use_gradient_checkpointing=checkpointing,
             gradient_checkpointing_kwargs=CHECKPOINTING_KWARGS,
@@ -257,7 +266,7 @@ def lora_config(spec: SFTJobSpec) -> Any:
     )
     return LoraConfig(
         r=lora.r,
-        lora_alpha=lora.alpha,
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]  # peft types it int, takes floats
         lora_dropout=lora.dropout,
         target_modules=targets,
         modules_to_save=list(lora.modules_to_save) or None,
