@@ -18,13 +18,14 @@ Per GPU, in GiB, the sum of:
 - optimizer states: AdamW keeps fp32 m and v (8 B per trainable parameter), 8-bit AdamW
   2 B, SGD without momentum 0 (full fine-tuning in mixed precision: 16 B per parameter
   with weights and gradients, ZeRO's figure);
-- activations: per layer s*b*h*34 bytes at 16 bits (Korthikanti et al. 2022, eq. 1,
-  without the 5*a*s/h attention-score term that flash/SDPA attention never stores);
-  with gradient checkpointing each layer keeps only its 2*s*b*h-byte input and one layer
-  is recomputed at a time; plus the loss (`loss_bytes`): the trainer applies the LM head
-  at graded positions only, in chunks (kubesft_trainer.graded_loss), so one chunk's fp32
-  logits and their gradient, the graded rows' hidden states and their gradient, and for
-  full fine-tuning the head's gradient buffer;
+- activations: per token and layer 11 h + 3 kv + 5 I values in the compute dtype (h hidden,
+  kv key/value width, I MLP width: `LAYER_VALUES`, from torch's accounting of a Llama
+  layer; flash/SDPA never store the attention scores); with gradient checkpointing each
+  layer keeps only its input (h values) and one layer is recomputed at a time; plus the
+  loss (`loss_bytes`): the trainer applies the LM head at graded positions only, in
+  chunks (kubesft_trainer.graded_loss), so one chunk's fp32 logits and their gradient,
+  the graded rows' hidden states and their gradient, and for full fine-tuning the head's
+  gradient buffer;
 - sharding buffers (FSDP only): the unsharded half-precision weights of the layer being
   computed and of the prefetched next one, its fp32 gradient before the reduce-scatter,
   and the unsharded embeddings and head (the root unit, kept for the whole step);
@@ -36,12 +37,29 @@ not a promise; tests/unit/test_sizing.py holds it against torch's own accounting
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from kubesft.api.job import SFTJobSpec
+from kubesft.model_shape import (
+    ModelShape,
+    hidden_size_guess,
+    layers_guess,
+    lora_param_count,
+    params_from_name,
+)
+
+__all__ = [
+    "MemoryEstimate",
+    "ModelShape",
+    "estimate_job",
+    "estimate_memory",
+    "hidden_size_guess",
+    "layers_guess",
+    "lora_param_count",
+    "params_from_name",
+    "resolve_strategy",
+]
 
 GIB = 1024**3
 DTYPE_BYTES = {
@@ -59,9 +77,14 @@ QUANT_CONSTANT_BYTES = {True: 8 / 64 / 8 + 32 / (64 * 256) / 8, False: 32 / 64 /
 ADAPTER_BYTES = 4.0
 OPTIMIZER_BYTES = {"adamw": 8.0, "adamw_8bit": 2.0, "sgd": 0.0}
 MASTER_WEIGHT_BYTES = 4.0
-ACTIVATION_BYTES_PER_LAYER = 34
-"""s*b*h multiples kept per layer at 16 bits without recomputation (Korthikanti et al.)."""
-CHECKPOINTED_BYTES_PER_LAYER = 2
+LAYER_VALUES = {"hidden": 11, "kv": 3, "intermediate": 5}
+"""Values kept per token and decoder layer for backward, per unit of hidden size, key/value
+width and MLP width: torch's saved-tensor accounting of transformers' Llama layer (norms,
+projections, rotary, SDPA, SwiGLU's four I-wide tensors) is 8.4-10.1 h + 3.0 kv + 4.75 I
+(tests/trainer/test_memory_model.py); rounded up. Korthikanti et al.'s 34 bytes/h assume
+a GELU MLP of 4h and fall short here."""
+OUTSIDE_LAYER_VALUES = 3
+"""Per token and hidden unit outside the layers: embeddings' output, final norm."""
 LOSS_CHUNK_LOGITS = 2**24
 """Logit elements per LM-head chunk of the loss: 64 MiB of fp32 logits."""
 MIN_LOSS_CHUNK_ROWS = 128
@@ -72,12 +95,9 @@ CUDA_CONTEXT_GIB = 1.0
 FRAGMENTATION = 0.10
 DEFAULT_LORA_FRACTION = 0.005
 """Adapter size when unknown: r=16 on every linear layer of a Llama is ~0.5 % of its base."""
-LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 Strategy = Literal["ddp", "fsdp"]
 """ddp: every GPU holds a replica; fsdp: weights, gradients and optimizer states sharded."""
-
-_SIZE = re.compile(r"(?<![0-9.])(\d+(?:\.\d+)?)\s*([bBmM])(?![a-zA-Z])")
 
 
 @dataclass(frozen=True)
@@ -114,51 +134,6 @@ class MemoryEstimate:
         gpus = f"{self.world_size} GPU{'s' if self.world_size != 1 else ''}"
         spread = "sharded (fsdp)" if self.strategy == "fsdp" else "replicated (ddp)"
         return f"{spread} over {gpus}, ~{self.total:.1f} GiB per GPU"
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What the memory model needs of a decoder; from its config, or guessed from a name."""
-
-    params: int
-    hidden_size: int
-    num_layers: int
-    vocab_size: int = 0
-    """0 when unknown: the loss and the FSDP root unit are then left out."""
-    tied_embeddings: bool = False
-    num_attention_heads: int | None = None
-    num_key_value_heads: int | None = None
-    head_dim: int | None = None
-    intermediate_size: int | None = None
-
-    @classmethod
-    def guess(cls, name: str) -> ModelShape | None:
-        """A Llama-family shape from a size in the name (`Llama-3.1-8B`), else None."""
-        params = params_from_name(name)
-        if params is None:
-            return None
-        hidden = hidden_size_guess(params)
-        return cls(params, hidden, layers_guess(params, hidden))
-
-    @classmethod
-    def from_config(cls, config: Any, params: int) -> ModelShape:
-        """From a transformers config (read by attribute) and the counted parameters."""
-
-        def optional(name: str) -> int | None:
-            value = getattr(config, name, None)
-            return int(value) if value else None
-
-        return cls(
-            params=params,
-            hidden_size=int(config.hidden_size),
-            num_layers=int(config.num_hidden_layers),
-            vocab_size=optional("vocab_size") or 0,
-            tied_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
-            num_attention_heads=optional("num_attention_heads"),
-            num_key_value_heads=optional("num_key_value_heads"),
-            head_dim=optional("head_dim"),
-            intermediate_size=optional("intermediate_size"),
-        )
 
 
 def resolve_strategy(requested: str, method: str, world_size: int) -> Strategy:
@@ -213,60 +188,9 @@ def estimate_job(
         tied_embeddings=shape.tied_embeddings,
         double_quant=quantization.double_quant if quantization else True,
         extra_trainable_params=extra,
+        kv_size=shape.kv_size(),
+        intermediate_size=shape.intermediate_size,
     )
-
-
-def params_from_name(name: str) -> int | None:
-    """`meta-llama/Llama-3.1-8B-Instruct` → 8e9; `SmolLM2-135M` → 1.35e8; else None."""
-    matches = _SIZE.findall(name.rsplit("/", 1)[-1])
-    if not matches:
-        return None
-    number, unit = matches[-1]
-    return int(float(number) * (1e9 if unit.lower() == "b" else 1e6))
-
-
-def hidden_size_guess(params: int) -> int:
-    """A dense decoder's width from its size (Llama family: 1B→2048, 8B→4096, 70B→8192)."""
-    return int(min(16384, max(512, (params / 5e8) ** 0.5 * 1024)))
-
-
-def layers_guess(params: int, hidden_size: int) -> int:
-    """A dense decoder's depth from its size and width (~12 h² parameters per layer)."""
-    return max(1, round(params / (12 * hidden_size * hidden_size)))
-
-
-def lora_param_count(
-    *,
-    r: int,
-    target_modules: Sequence[str],
-    hidden_size: int,
-    num_layers: int,
-    num_attention_heads: int,
-    num_key_value_heads: int | None = None,
-    head_dim: int | None = None,
-    intermediate_size: int | None = None,
-) -> int:
-    """Adapter parameters: r * (in + out) for each adapted linear layer of a Llama-style block.
-
-    Target names it cannot size are counted as `all-linear`, an upper bound.
-    """
-    head_dim = head_dim or hidden_size // num_attention_heads
-    attention = num_attention_heads * head_dim
-    kv = (num_key_value_heads or num_attention_heads) * head_dim
-    inter = intermediate_size or 4 * hidden_size
-    shapes = {
-        "q_proj": (hidden_size, attention),
-        "k_proj": (hidden_size, kv),
-        "v_proj": (hidden_size, kv),
-        "o_proj": (attention, hidden_size),
-        "gate_proj": (hidden_size, inter),
-        "up_proj": (hidden_size, inter),
-        "down_proj": (inter, hidden_size),
-    }
-    chosen = [name for name in LORA_MODULES if any(t.endswith(name) for t in target_modules)]
-    if "all-linear" in target_modules or not chosen:
-        chosen = list(LORA_MODULES)
-    return sum(r * sum(shapes[name]) for name in chosen) * num_layers
 
 
 def loss_chunk_rows(vocab_size: int) -> int:
@@ -292,6 +216,8 @@ def estimate_memory(
     tied_embeddings: bool = False,
     double_quant: bool = True,
     extra_trainable_params: int = 0,
+    kv_size: int | None = None,
+    intermediate_size: int | None = None,
 ) -> MemoryEstimate:
     """Per-GPU memory of one training step (the module docstring has the formulas).
 
@@ -320,8 +246,14 @@ def estimate_memory(
         gradients = adapters * ADAPTER_BYTES + extra_trainable_params * dtype
         optimizer_states = trainable * OPTIMIZER_BYTES.get(optimizer, 8.0)
     tokens = micro_batch_size * max_seq_length
-    activations = _activation_bytes(
-        tokens, hidden_size, num_layers, dtype, gradient_checkpointing
+    activations = activation_bytes(
+        tokens,
+        hidden_size,
+        num_layers,
+        dtype,
+        gradient_checkpointing,
+        kv_size=kv_size,
+        intermediate_size=intermediate_size,
     ) + loss_bytes(tokens, hidden_size, vocab_size, dtype, head_trains=method == "full")
     buffers = _sharding_bytes(params, embeddings, num_layers, dtype) if sharded else 0.0
     states = (weights + gradients + optimizer_states) / shards
@@ -374,16 +306,29 @@ def _weight_bytes(
     return quantized * per_param + (params - quantized) * dtype
 
 
-def _activation_bytes(
+def layer_activation_values(hidden_size: int, kv_size: int, intermediate_size: int) -> int:
+    """Values one decoder layer keeps per token for backward (see `LAYER_VALUES`)."""
+    v = LAYER_VALUES
+    return v["hidden"] * hidden_size + v["kv"] * kv_size + v["intermediate"] * intermediate_size
+
+
+def activation_bytes(
     tokens: int,
     hidden_size: int,
     num_layers: int,
     dtype: float,
     gradient_checkpointing: bool,
+    *,
+    kv_size: int | None = None,
+    intermediate_size: int | None = None,
 ) -> float:
-    scale = dtype / 2  # the 34 of Korthikanti et al. assumes 16-bit activations
-    if gradient_checkpointing:
-        layers = CHECKPOINTED_BYTES_PER_LAYER * num_layers + ACTIVATION_BYTES_PER_LAYER
-    else:
-        layers = ACTIVATION_BYTES_PER_LAYER * num_layers
-    return tokens * hidden_size * layers * scale
+    """Bytes kept for backward by the model body, in the compute dtype.
+
+    With checkpointing each layer keeps its input (h values per token) and one layer is
+    recomputed at a time. Unknown widths are Llama 3's: kv = h/4, I = 3.5 h.
+    """
+    layer = layer_activation_values(
+        hidden_size, kv_size or hidden_size // 4, intermediate_size or int(3.5 * hidden_size)
+    )
+    kept = hidden_size * num_layers + layer if gradient_checkpointing else layer * num_layers
+    return tokens * (kept + OUTSIDE_LAYER_VALUES * hidden_size) * dtype

@@ -21,6 +21,8 @@ LLAMA_8B = {
     "hidden_size": 4096,
     "num_layers": 32,
     "vocab_size": 128256,
+    "kv_size": 1024,
+    "intermediate_size": 14336,
 }
 LLAMA_8B_LORA_16 = 41_943_040
 """r=16 on every linear layer: 16 * (8192 + 5120 + 5120 + 8192 + 3 * 18432) * 32."""
@@ -119,10 +121,11 @@ def test_methods_order_by_memory_and_adapters_train_a_fraction() -> None:
 
 def test_checkpointing_keeps_layer_inputs_and_one_layer_of_activations() -> None:
     tokens, hidden, layers = 2048, 4096, 32
+    layer = 11 * hidden + 3 * 1024 + 5 * 14336  # values per token of one Llama-8B layer
     kept = estimate(vocab_size=0, gradient_checkpointing=True).activations * GIB
-    assert kept == tokens * hidden * (2 * layers + 34)
+    assert kept == tokens * (hidden * layers + layer + 3 * hidden) * 2
     everything = estimate(vocab_size=0, gradient_checkpointing=False).activations * GIB
-    assert everything == tokens * hidden * 34 * layers
+    assert everything == tokens * (layer * layers + 3 * hidden) * 2
     loss = estimate().activations * GIB - kept
     assert loss == loss_bytes(tokens, hidden, LLAMA_8B["vocab_size"], 2, head_trains=False)
 
