@@ -205,7 +205,7 @@ def _bnb_config(spec: SFTJobSpec) -> Any:
 
     quant = spec.method.quantization
     assert quant is not None
-    return BitsAndBytesConfig(  # type: ignore[no-untyped-call]
+    return BitsAndBytesConfig(  # type: ignore[no-untyped-call]  # untyped __init__
         load_in_4bit=True,
         bnb_4bit_quant_type=quant.quant_type,
         bnb_4bit_use_double_quant=quant.double_quant,
@@ -266,7 +266,8 @@ def lora_config(spec: SFTJobSpec) -> Any:
     )
     return LoraConfig(
         r=lora.r,
-        lora_alpha=lora.alpha,  # type: ignore[arg-type]  # peft types it int, takes floats
+        # peft annotates int, but computes scale = alpha / r and accepts any number.
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]
         lora_dropout=lora.dropout,
         target_modules=targets,
         modules_to_save=list(lora.modules_to_save) or None,
