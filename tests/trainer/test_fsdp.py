@@ -165,3 +165,20 @@ def test_sharded_checkpoint_resumes_on_another_world_size(tiny_model_dir, tmp_pa
     assert "(step 2)" in result.stdout
     train(straight_config, nproc=2)
     assert_same_run(straight, resumed)
+
+
+def test_replicated_checkpoint_resumes_sharded(tiny_model_dir, tmp_path) -> None:
+    straight_config, straight = config_for(tmp_path, tiny_model_dir, "straight")
+    resumed_config, resumed = config_for(tmp_path, tiny_model_dir, "resumed", parallelism="ddp")
+    kill_after_step(resumed_config, tmp_path / "killed.log", step=2, nproc=2)
+    step = resumed / "checkpoints" / "step-2"
+    assert (step / "model.safetensors").exists() and (step / SHARDED_DIR).is_dir()
+
+    document = json.loads(resumed_config.read_text())
+    document["spec"]["training"]["parallelism"] = "auto"  # fsdp on two ranks
+    resumed_config.write_text(json.dumps(document))
+    result = train(resumed_config, nproc=2)
+    assert "(step 2)" in result.stdout
+    assert json.loads((resumed / "preflight.json").read_text())["memory"]["strategy"] == "fsdp"
+    train(straight_config, nproc=2)
+    assert_same_run(straight, resumed)

@@ -9,12 +9,15 @@ reduce-scattered in fp32. Gradient sync of the micro-batches before a step's las
 skipped, as under DDP, and the loss scale of `loop.backward_step` holds unchanged: FSDP
 averages gradients over ranks as DDP does.
 
-torch directly, not accelerate's FSDP plugin: the loop already drives accumulation, loss
-scaling and clipping itself, and the plugin's state-dict handling would not give
-world-size-independent checkpoints. Checkpoints are `torch.distributed.checkpoint` (DCP)
-folders: every rank writes its shards, and DCP re-shards on load, so a run resumes on the
-same or another number of GPUs. The final model is gathered once into a full state dict
-on rank 0 and saved as safetensors.
+torch directly, not accelerate's FSDP plugin: accelerate turns the plugin on only for
+multi-accelerator process groups (`accelerate/state.py` leaves MULTI_CPU out), so the
+same code could not be proven on CPU/gloo, and the loop already drives accumulation,
+loss scaling, clipping and checkpoints itself; the plugin would only wrap `fully_shard`.
+
+Checkpoints are `torch.distributed.checkpoint` (DCP) folders: every rank writes its
+shards, and DCP re-shards on load, so a run resumes on the same or another number of
+GPUs. The final model is gathered once into a full state dict on rank 0 and saved as
+safetensors.
 
 LoRA and QLoRA stay data-parallel: their trainable state is a few MB, a replica costs
 nothing worth sharding, and bitsandbytes' 4-bit weights do not shard.
