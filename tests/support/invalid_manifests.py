@@ -411,6 +411,12 @@ CASES: list[InvalidCase] = [
         "spec.output.mergeAdapter",
     ),
     InvalidCase(
+        "fsdp-for-adapters",
+        J,
+        {"spec.method": {"type": "lora"}, "spec.training.parallelism": "fsdp"},
+        "spec.training.parallelism",
+    ),
+    InvalidCase(
         "credentials-for-pvc-output",
         J,
         {"spec.output.credentialsSecretRef": {"name": "s3"}},

@@ -31,7 +31,7 @@ from accelerate.utils import set_seed
 from kubesft.api.job_status import OutputInfo, Preflight
 from kubesft.api.report import TrainerReason, TrainerTermination
 from kubesft.api.runtime import TrainerConfig
-from kubesft_trainer import checkpoint, data, evaluate, preflight, report, results, sinks
+from kubesft_trainer import checkpoint, data, evaluate, preflight, report, results, sharding, sinks
 from kubesft_trainer.checkpoint import Progress
 from kubesft_trainer.config import HALF_DTYPES, Precision, RunPlan, plan_run, resolve_precision
 from kubesft_trainer.data import DataPosition, MicroBatchPlan
@@ -101,8 +101,10 @@ def train(config: TrainerConfig) -> TrainerTermination | None:
         final = evaluate_all_ranks(session)  # resumed after the last step: evaluate again
     after = _samples(session, inputs, prompts)
     summary: TrainerTermination | None = None
+    # A sharded model is gathered whole on rank 0 (a collective step) before it is saved.
+    full = sharding.full_state_dict(session.model) if sharding.is_sharded(session.model) else None
     if accelerator.is_main_process:
-        output = save_outputs(config, session, inputs, source)
+        output = save_outputs(config, session, inputs, source, state_dict=full)
         evaluation = None
         if final is not None:
             results.write_eval_json(
@@ -155,10 +157,15 @@ def build_session(
     """Load the model and its optimizer and schedule, and hand them to accelerate."""
     spec = config.spec
     loaded = load_model(spec, source, precision, device_index=accelerator.local_process_index)
-    optimizer = build_optimizer(loaded.model, spec, inputs.plan.learning_rate)
+    model: Any = loaded.model
+    if sharding.strategy(spec, accelerator.num_processes) == "fsdp":
+        compute = getattr(torch, HALF_DTYPES.get(precision.mixed_precision, "float32"))
+        model = sharding.shard_model(model, accelerator.device, compute)
+    optimizer: Any = build_optimizer(model, spec, inputs.plan.learning_rate)
     # The schedule is not prepared: accelerate would step it once per process.
     scheduler = build_scheduler(optimizer, spec, inputs.plan)
-    model, optimizer = accelerator.prepare(loaded.model, optimizer)
+    if not sharding.is_sharded(model):  # DDP (and autocast) by accelerate
+        model, optimizer = accelerator.prepare(model, optimizer)
     return Session(
         spec=spec,
         plan=inputs.plan,
@@ -227,7 +234,13 @@ def load_inputs(
         precision=precision,
     )
     model_config, num_params = describe_base_model(spec, source)
-    estimate = preflight.run_preflight(spec, train_split, num_params, model_config=model_config)
+    estimate = preflight.run_preflight(
+        spec,
+        train_split,
+        num_params,
+        model_config=model_config,
+        world_size=accelerator.num_processes,
+    )
     _warn_if_infeasible(spec, estimate, accelerator)
     if accelerator.is_main_process:
         print(
@@ -293,7 +306,8 @@ def _samples(session: Session, inputs: RunInputs, prompts: list[dict[str, Any]])
     """Greedy answers from the main process; the other ranks wait."""
     answers: list[str] = []
     acc = session.accelerator
-    if acc.is_main_process and prompts:
+    # A sharded model's every forward is collective: all ranks generate, in lockstep.
+    if prompts and (acc.is_main_process or sharding.is_sharded(session.model)):
         answers = evaluate.generate_samples(
             acc.unwrap_model(session.model),
             inputs.tokenizer,
@@ -302,7 +316,7 @@ def _samples(session: Session, inputs: RunInputs, prompts: list[dict[str, Any]])
             session.spec.evaluation.max_new_tokens,
         )
     acc.wait_for_everyone()
-    return answers
+    return answers if acc.is_main_process else []
 
 
 def _evaluate_before(session: Session) -> None:
@@ -330,15 +344,23 @@ def _eval_batches(config: TrainerConfig, inputs: RunInputs, accelerator: Any) ->
 
 
 def save_outputs(
-    config: TrainerConfig, session: Session, inputs: RunInputs, source: ModelSource
+    config: TrainerConfig,
+    session: Session,
+    inputs: RunInputs,
+    source: ModelSource,
+    *,
+    state_dict: dict[str, Any] | None = None,
 ) -> OutputInfo:
-    """Write model/, config.json and (if asked) merged/; returns the `output` status field."""
+    """Write model/, config.json and (if asked) merged/; returns the `output` status field.
+
+    `state_dict`: the gathered weights of a sharded model, saved in place of its shards.
+    """
     output_dir = session.output_dir
     model = session.accelerator.unwrap_model(session.model)
     model_dir = output_dir / MODEL_DIR
     is_adapter = hasattr(model, "peft_config")
     _inference_config(model)
-    model.save_pretrained(model_dir)
+    model.save_pretrained(model_dir, state_dict=state_dict)
     save_tokenizer(inputs.tokenizer, inputs.chat_template, model_dir)
     resolved = {
         "spec": config.spec.model_dump(by_alias=True, mode="json"),

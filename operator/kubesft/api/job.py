@@ -29,6 +29,7 @@ LossOn = Literal["assistant", "completion", "all"]
 Precision = Literal["bf16", "fp16", "fp32"]
 Scheduler = Literal["cosine", "linear", "constant", "constant_with_warmup"]
 AttnImplementation = Literal["auto", "flash_attention_2", "sdpa", "eager"]
+Parallelism = Literal["auto", "ddp", "fsdp"]
 
 # Learning rates that work out of the box for each method (adapters tolerate larger steps).
 DEFAULT_LEARNING_RATE: dict[str, float] = {"lora": 2e-4, "qlora": 2e-4, "full": 2e-5}
@@ -194,6 +195,9 @@ class Training(APIModel):
     precision: Precision = "bf16"
     attn_implementation: AttnImplementation = "auto"
     """auto picks flash_attention_2 when installed, else sdpa."""
+    parallelism: Parallelism = "auto"
+    """Over several GPUs: fsdp shards weights, gradients and optimizer states (full only);
+    ddp keeps a replica per GPU; auto is fsdp for method full on gpus x nodes > 1, else ddp."""
     seed: int = Field(default=42, ge=0)
     early_stopping: EarlyStopping | None = None
 
@@ -264,6 +268,15 @@ class SFTJobSpec(APIModel):
             "of every node write their checkpoint shards into one output directory",
             check=lambda s: s.resources.nodes == 1 or s.output.pvc is not None,
             field_path=".output",
+        ),
+        Rule(
+            cel="!has(self.training) || !has(self.training.parallelism) || "
+            "self.training.parallelism != 'fsdp' || "
+            "(has(self.method) && has(self.method.type) && self.method.type == 'full')",
+            message="training.parallelism fsdp shards full fine-tuning only: set method.type "
+            "full, or parallelism auto (lora and qlora run data-parallel)",
+            check=lambda s: s.training.parallelism != "fsdp" or s.method.type == "full",
+            field_path=".training.parallelism",
         ),
         Rule(
             cel="!has(self.output.mergeAdapter) || !self.output.mergeAdapter || "
