@@ -213,9 +213,21 @@ def test_truncation_flags_dropped_when_no_response_token_survives(tiny_tokenizer
     assert result.truncated and result.dropped and result.num_graded == 0
 
 
-def test_template_breaking_prefix_property_is_rejected_by_name(tiny_tokenizer) -> None:
+def test_template_rerendering_history_trains_one_turn_per_example(tiny_tokenizer) -> None:
+    # The count in front changes with every turn, so no turn keeps its history's rendering.
     template = "{{ messages | length }}{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
-    with pytest.raises(ValueError, match=r"inline template starting .*prefix property"):
+    (per_turn,) = tokenize_examples(
+        [{"messages": CONVERSATION}],
+        tiny_tokenizer,
+        loss_on="assistant",
+        max_seq_length=1024,
+        chat_template=template,
+    )
+    texts = [tiny_tokenizer.decode(e.input_ids, skip_special_tokens=False) for e in per_turn]
+    assert [text.split("\n")[0][:1] for text in texts] == ["3", "5", "7"]
+    graded = [graded_runs(tiny_tokenizer, e.input_ids, e.labels) for e in per_turn]
+    assert graded == [[m["content"]] for m in CONVERSATION if m["role"] == "assistant"]
+    with pytest.raises(ValueError, match="becomes 3 examples"):
         tokenize_example(
             {"messages": CONVERSATION},
             tiny_tokenizer,
@@ -303,7 +315,7 @@ def test_batched_tokenization_equals_one_example_at_a_time(tiny_tokenizer, loss_
         "chat_template": load_builtin_template("chatml"),
     }
     batched = tokenize_examples(MIXED_EXAMPLES, tiny_tokenizer, **options)
-    single = [tokenize_example(example, tiny_tokenizer, **options) for example in MIXED_EXAMPLES]
+    single = [[tokenize_example(example, tiny_tokenizer, **options)] for example in MIXED_EXAMPLES]
     assert batched == single
 
 
@@ -311,6 +323,12 @@ def test_split_names_the_line_of_a_bad_row_in_a_batch(tiny_tokenizer, monkeypatc
     monkeypatch.setattr(data, "TOKENIZE_BATCH", 2)
     rows = [*MIXED_EXAMPLES[:3], {"messages": [{"role": "narrator", "content": "Once"}]}]
     with pytest.raises(UserError, match=r"train.jsonl line 4: messages\[0\]\.role"):
+        data.tokenize_split(
+            rows, tiny_tokenizer, Training(), load_builtin_template("chatml"), "train.jsonl"
+        )
+    # A prepared row keeps its number in the dataset's source: the error names that.
+    rows[3] = {**rows[3], "row": 17}
+    with pytest.raises(UserError, match=r"^row 17: messages\[0\]\.role"):
         data.tokenize_split(
             rows, tiny_tokenizer, Training(), load_builtin_template("chatml"), "train.jsonl"
         )
