@@ -332,3 +332,24 @@ def test_split_names_the_line_of_a_bad_row_in_a_batch(tiny_tokenizer, monkeypatc
         data.tokenize_split(
             rows, tiny_tokenizer, Training(), load_builtin_template("chatml"), "train.jsonl"
         )
+
+
+def test_template_without_generation_prompt_does_not_grade_its_answer_header(
+    tiny_tokenizer,
+) -> None:
+    # Issue 9's case: the answer "A" first occurs inside the header "### Answer:", so finding
+    # the turn by searching for its text graded "Answer: A<eos>".
+    template = (
+        "{% for m in messages %}{% if m['role']=='user' %}### Question: {{ m['content'] }}\n"
+        "{% else %}### Answer: {{ m['content'] }}{{ eos_token }}\n{% endif %}{% endfor %}"
+    )
+    row = {
+        "messages": [
+            {"role": "user", "content": "Which one is a mammal? A) whale B) shark"},
+            {"role": "assistant", "content": "A"},
+        ]
+    }
+    result = tokenize_example(
+        row, tiny_tokenizer, loss_on="assistant", max_seq_length=1024, chat_template=template
+    )
+    assert graded_runs(tiny_tokenizer, result.input_ids, result.labels) == ["A<|endoftext|>"]

@@ -24,13 +24,13 @@ import numpy as np
 from kubesft.api.job import Training
 from kubesft_trainer.collate import PackedBatch, PaddedBatch, collate_packed, collate_padded
 from kubesft_trainer.exit_codes import UserError
+from kubesft_trainer.formats import SOURCE_ROW
 from kubesft_trainer.masking import TokenizedExample, tokenize_examples
 from kubesft_trainer.packing import pack_examples
 
 log = logging.getLogger(__name__)
 Batch = PackedBatch | PaddedBatch
-SOURCE_ROW = "row"
-"""Key of a prepared row holding its 1-based row number in the dataset's source."""
+
 TOKENIZE_BATCH = 1000
 """Rows per batched tokenizer call: large enough to spread over cores, small in memory."""
 
