@@ -111,6 +111,18 @@ def render_graded(
     return texts
 
 
+def render_prompt(
+    messages: Sequence[Mapping[str, Any]],
+    template: str,
+    tokenizer: Any,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+) -> str:
+    """The prompt the model answers at inference: the messages, shaped as `render_graded`
+    shapes them for the template, rendered with the generation prompt."""
+    adapted = adapt_messages(messages, probe_template(template, tokenizer))
+    return _render([adapted], template, tokenizer, tools, True)[0]
+
+
 def _last_assistant(messages: Sequence[Mapping[str, Any]]) -> int:
     return max(i for i, m in enumerate(messages) if m["role"] == "assistant")
 
