@@ -100,7 +100,7 @@ def tokenize_examples(
     tokenized: dict[int, list[tuple[list[int], list[int]]]] = {}  # index -> (ids, labels)s
     chats: list[tuple[int, GradedText]] = []
     for index, example in enumerate(examples):
-        conversation = _conversation(example, loss_on)
+        conversation = conversation_of(example, loss_on)
         if conversation is not None:
             if chat_template is None:
                 raise ValueError("a chat template is required to tokenize a messages example")
@@ -129,7 +129,7 @@ def tokenize_examples(
                 f"(got keys {sorted(example)})"
             )
     if chats:
-        encodings = _encode_with_offsets(tokenizer, [text.text for _, text in chats])
+        encodings = encode_with_offsets(tokenizer, [text.text for _, text in chats])
         for (index, text), (ids, offsets) in zip(chats, encodings, strict=True):
             tokenized.setdefault(index, []).append(
                 (ids, labels_from_spans(ids, offsets, text.spans))
@@ -140,7 +140,7 @@ def tokenize_examples(
     ]
 
 
-def _conversation(
+def conversation_of(
     example: Mapping[str, Any], loss_on: LossOn
 ) -> tuple[list[Mapping[str, Any]], LossOn] | None:
     """The messages to render and how to grade them, or None for a non-chat example.
@@ -183,7 +183,7 @@ def _tokenize_prompt_completion(
     return prompt_ids + completion_ids, prompt_labels + list(completion_ids)
 
 
-def _encode_with_offsets(tokenizer: Any, texts: list[str]) -> list[tuple[list[int], list[Span]]]:
+def encode_with_offsets(tokenizer: Any, texts: list[str]) -> list[tuple[list[int], list[Span]]]:
     """Token ids and character offsets of each text, from one tokenizer call."""
     encoding = tokenizer(
         texts,
