@@ -89,6 +89,23 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]] | None]] = {
         ],
         None,
     ),
+    "reasoning_two_turns": (
+        [
+            {"role": "user", "content": "Is 91 prime?"},
+            {
+                "role": "assistant",
+                "reasoning_content": "Try small factors: 91 = 7 * 13.",
+                "content": "No, 91 = 7 * 13.",
+            },
+            {"role": "user", "content": "And 97?"},
+            {
+                "role": "assistant",
+                "reasoning_content": "No factor up to 9 divides 97.",
+                "content": "Yes, 97 is prime.",
+            },
+        ],
+        None,
+    ),
 }
 
 # (template, case) pairs a supported template cannot mask; the refusal must say this.
@@ -169,16 +186,30 @@ def test_trl_template_masks_assistant_output_only(name: str, case: str) -> None:
 
 
 def renders_row(source: str, messages, tools) -> bool:
-    """Whether the template writes the row's reasoning and tool-call arguments anywhere."""
+    """Whether the template writes each assistant turn's reasoning and tool-call arguments
+    when that turn is the conversation's last (as at inference)."""
+    adapted = adapt_messages(messages, probe_template(source, TOKENIZER))
+    shift = len(messages) - len(adapted)
+    for i, message in enumerate(messages):
+        written = [
+            message.get("reasoning_content"),
+            "Lisbon" if message.get("tool_calls") else None,
+        ]
+        if message["role"] != "assistant" or not any(written):
+            continue
+        try:
+            text = render_conversations([adapted[: i + 1 - shift]], source, TOKENIZER, tools=tools)[
+                0
+            ]
+        except Exception:  # the template's own refusal (e.g. roles must alternate)
+            return False
+        if not all(w in text for w in written if w):
+            return False
     try:
-        adapted = adapt_messages(messages, probe_template(source, TOKENIZER))
-        text = render_conversations([adapted], source, TOKENIZER, tools=tools)[0]
-    except Exception:  # the template's own refusal (e.g. roles must alternate)
+        render_conversations([adapted], source, TOKENIZER, tools=tools)
+    except Exception:
         return False
-    written = [m.get("reasoning_content") for m in messages] + [
-        "Lisbon" for m in messages if m.get("tool_calls")
-    ]
-    return all(w in text for w in written if w)
+    return True
 
 
 def merged(text: str, spans) -> list[tuple[int, int]]:
@@ -230,3 +261,45 @@ def independent_check(text: GradedText, messages) -> None:
     for other in not_graded(messages):
         assert other not in graded_all
     assert json.dumps(text.spans)  # spans are plain pairs
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "chat-templates.md"
+
+
+def support_row(name: str) -> str:
+    """The docs table's row for a template, derived from what masking does with it."""
+    source = template(name)
+    traits = probe_template(source, TOKENIZER)
+    how = []
+    expanded = False
+    shapes = {}
+    for case, (messages, tools) in CASES.items():
+        try:
+            texts = render_graded(messages, source, TOKENIZER, "assistant", tools)
+            expanded |= len(texts) > 1
+            shapes[case] = "yes"
+        except ValueError:
+            shapes[case] = "refused"
+    how.append("per-turn" if expanded else "structural")
+    if traits.content_parts:
+        how.append("text parts")
+    if traits.fold_system:
+        how.append("system folded into the first user turn")
+    if traits.trailer:
+        shown = (
+            "eos_token"
+            if traits.trailer == TOKENIZER.special_tokens_map["eos_token"]
+            else traits.trailer
+        )
+        how.append(f"`{shown}` after the last turn not graded")
+    variant = "yes" if (TEMPLATES_DIR / f"{name}_training.jinja").exists() else "no"
+    return (
+        f"| `{name}` | {', '.join(how)} | {shapes['tool_round_trip']} | "
+        f"{shapes['reasoning']} | {variant} |"
+    )
+
+
+def test_docs_table_says_what_masking_does() -> None:
+    table = DOCS.read_text()
+    missing = [row for row in map(support_row, ORIGINALS) if row not in table]
+    assert not missing, "docs/chat-templates.md is out of date; rows now:\n" + "\n".join(missing)
