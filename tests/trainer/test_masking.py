@@ -353,3 +353,25 @@ def test_template_without_generation_prompt_does_not_grade_its_answer_header(
         row, tiny_tokenizer, loss_on="assistant", max_seq_length=1024, chat_template=template
     )
     assert graded_runs(tiny_tokenizer, result.input_ids, result.labels) == ["A<|endoftext|>"]
+
+
+def test_a_row_the_template_refuses_names_its_source_row(tiny_tokenizer) -> None:
+    # Gemma's own template requires alternating user/assistant turns.
+    from importlib import resources
+
+    gemma = (resources.files("trl") / "chat_templates" / "gemma.jinja").read_text()
+    rows = [
+        {"messages": CONVERSATION[1:3], "row": 1},
+        {
+            "messages": [
+                {"role": "user", "content": "One."},
+                {"role": "user", "content": "Two."},
+                {"role": "assistant", "content": "Three."},
+            ],
+            "row": 9,
+        },
+    ]
+    with pytest.raises(
+        UserError, match=r"^row 9: chat template .*spec\.model\.chatTemplate.*roles must alternate"
+    ):
+        data.tokenize_split(rows, tiny_tokenizer, Training(), gemma, "train.jsonl")

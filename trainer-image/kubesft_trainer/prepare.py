@@ -33,6 +33,8 @@ TERMINATION_MESSAGE_BYTES = 4096
 """Kubernetes keeps at most this much of a container's termination message."""
 SHOWN_ERRORS = 3
 """Invalid rows named in the one-line failure message."""
+MAX_IGNORED = 20
+"""Ignored columns listed in the stats (the most frequent), so the status stays small."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,9 @@ class Tally:
             format=self.format,
             roles=dict(sorted(Counter(r for ex in kept for r in ex.roles).items())),
             length_histogram=length_histogram(ex.chars for ex in kept),
-            ignored_columns=dict(sorted(self.ignored.items())),
+            ignored_columns={
+                name[:80]: count for name, count in sorted(self.ignored.most_common(MAX_IGNORED))
+            },
         )
 
 
