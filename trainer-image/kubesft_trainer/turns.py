@@ -162,13 +162,13 @@ def _locate(
     marked = dict(zip(full_ups, generations, strict=False))
     shaped = dict(zip(graded, texts[len(full_ups) :], strict=False))
     prompts = _render([messages[:i] for i in graded], template, tokenizer, tools, True)
-    ends = _turn_ends(rendered, graded, last, traits.trailer)
+    ends = _turn_ends(rendered, graded, traits.trailer)
     turns = []
     for i, prompt, end in zip(graded, prompts, ends, strict=True):
-        text = rendered[i + 1 if i < last else len(messages)]
+        text = rendered[i + 1]
         start = token_start(text, common_prefix(prompt, text))
         if traits.markers:
-            spans = [(max(s, 0), _rstrip(text, e)) for s, e in marked[i + 1] if e > start]
+            spans = [(s, _rstrip(text, e)) for s, e in marked[i + 1] if e > start]
         else:
             if i in shaped:
                 start = _skip_header(text, start, shaped[i])
@@ -184,11 +184,11 @@ def _placeholder_turn(message: Mapping[str, Any], parts: bool) -> dict[str, Any]
     return with_content_parts(turn) if parts else turn
 
 
-def _turn_ends(rendered: dict[int, str], graded: list[int], last: int, trailer: str) -> list[int]:
+def _turn_ends(rendered: dict[int, str], graded: list[int], trailer: str) -> list[int]:
     """Where each turn ends: its rendering less the template's end-of-conversation trailer."""
     ends = []
     for i in graded:
-        text = rendered[i + 1 if i < last else last + 1]
+        text = rendered[i + 1]
         end = len(text) - len(trailer) if trailer and text.endswith(trailer) else len(text)
         ends.append(_rstrip(text, end))
     return ends
