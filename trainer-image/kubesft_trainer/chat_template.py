@@ -58,7 +58,9 @@ def template_name(template: str) -> str:
     for name in BUILTIN_TEMPLATES:
         if template == load_builtin_template(name):
             return name
-    first_line = template.strip().splitlines()[0] if template.strip() else ""
+    # A leading Jinja comment is usually the same licence or note in many templates.
+    body = re.sub(r"^(\s*\{#.*?#\})+", "", template, flags=re.DOTALL).strip()
+    first_line = body.splitlines()[0] if body else ""
     return f"inline template starting {first_line[:60]!r}"
 
 
