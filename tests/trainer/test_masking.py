@@ -375,3 +375,13 @@ def test_a_row_the_template_refuses_names_its_source_row(tiny_tokenizer) -> None
         UserError, match=r"^row 9: chat template .*spec\.model\.chatTemplate.*roles must alternate"
     ):
         data.tokenize_split(rows, tiny_tokenizer, Training(), gemma, "train.jsonl")
+
+
+def test_split_counts_and_logs_per_turn_expansion(tiny_tokenizer, caplog) -> None:
+    template = "{{ messages | length }}{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    rows = [{"messages": CONVERSATION}, {"messages": CONVERSATION[1:3]}]
+    with caplog.at_level("INFO", logger="kubesft_trainer.data"):
+        split = data.tokenize_split(rows, tiny_tokenizer, Training(), template, "train.jsonl")
+    # Only the conversation with several assistant turns is split: 3 turns, 2 examples added.
+    assert (split.expanded_rows, split.added_examples, len(split.examples)) == (1, 2, 4)
+    assert "1 of 2 conversations are trained one assistant turn per example" in caplog.text
