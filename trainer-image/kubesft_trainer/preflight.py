@@ -127,6 +127,8 @@ def run_preflight(
     training, method = spec.training, spec.method
     stats = token_stats(train.lengths, training.max_seq_length)
     stats["droppedFraction"] = train.dropped / train.rows if train.rows else 0.0
+    stats["perTurnConversations"] = train.expanded_rows
+    stats["perTurnExamplesAdded"] = train.added_examples
 
     quantization = method.quantization
     vocab_size = int(getattr(model_config, "vocab_size", 0) or 0)
