@@ -249,5 +249,11 @@ def test_unused_columns_are_listed_in_stats(tmp_path: Path) -> None:
         }
         for i in range(3)
     ]
+    rows[0]["messages"][0]["name"] = "alice"  # a participant name only tool turns carry over
     _, stats = prepare(tmp_path, rows)
-    assert stats.ignored_columns == {"id": 3, "messages[].lang": 3, "source": 3}
+    assert stats.ignored_columns == {
+        "id": 3,
+        "messages[].lang": 3,
+        "messages[].name": 1,
+        "source": 3,
+    }

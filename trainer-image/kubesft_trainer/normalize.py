@@ -19,8 +19,11 @@ from typing import Any
 from kubesft_trainer.formats import ROLES, RowProblem, Schema, kind
 
 REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
-TURN_KEYS = frozenset({"tool_calls", "tool_call_id", "name", "weight", *REASONING_KEYS})
-"""Keys of a turn that carry meaning besides its role and content."""
+ROLE_KEYS = {
+    "assistant": frozenset({"tool_calls", "weight", *REASONING_KEYS}),
+    "tool": frozenset({"tool_call_id", "name"}),
+}
+"""Keys a turn of each role carries besides its role and content; others are not used."""
 SHAREGPT_CALL = "function_call"
 
 
@@ -51,6 +54,16 @@ def used_keys(schema: Schema) -> frozenset[str]:
     else:
         keys.update((*schema.prompt, schema.completion))
     return frozenset(k for k in keys if k)
+
+
+def unused_turn_keys(turn: dict[str, Any], schema: Schema) -> set[str]:
+    """Keys of a source turn that normalization does not carry over (for the stats)."""
+    raw = turn.get(schema.role)
+    role = schema.role_map.get(raw, raw.lower()) if isinstance(raw, str) else None
+    if raw == SHAREGPT_CALL:
+        role = "assistant"
+    used = {schema.role, schema.content, *ROLE_KEYS.get(str(role), ())}
+    return {key for key in turn if key not in used}
 
 
 def _conversation(row: dict[str, Any], schema: Schema) -> list[dict[str, Any]]:

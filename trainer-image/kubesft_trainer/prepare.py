@@ -22,7 +22,7 @@ from typing import Any
 from kubesft.api.dataset import DatasetStats, RowError, SFTDatasetSpec, Validation
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.formats import SOURCE_ROW, RowProblem, Schema, choose_schema, measure
-from kubesft_trainer.normalize import TURN_KEYS, normalize_row, used_keys
+from kubesft_trainer.normalize import normalize_row, unused_turn_keys, used_keys
 from kubesft_trainer.sources import SourceRow, read_source
 
 MAX_ERRORS = 20
@@ -201,7 +201,6 @@ def _examples(
 def ignored_keys(row: dict[str, Any], schema: Schema) -> set[str]:
     """Columns of a valid row, and keys of its turns, that carry nothing kubesft uses."""
     ignored = set(row) - used_keys(schema)
-    turn_keys = {schema.role, schema.content, *TURN_KEYS}
     lists = [schema.messages] if schema.shape == "turns" else [schema.prompt[0], schema.completion]
     for name in lists:
         turns = row.get(name)
@@ -210,8 +209,7 @@ def ignored_keys(row: dict[str, Any], schema: Schema) -> set[str]:
                 f"{name}[].{key}"
                 for turn in turns
                 if isinstance(turn, dict)
-                for key in turn
-                if key not in turn_keys
+                for key in unused_turn_keys(turn, schema)
             )
     return ignored
 
