@@ -42,6 +42,7 @@ STATS_KEYS = {
     "roles",
     "lengthHistogram",
     "ignoredColumns",
+    "audit",
     "fingerprint",
     "errors",
 }

@@ -19,7 +19,6 @@ With `spec.output.url` the directory is local scratch mirrored to the bucket
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from kubesft.api.job_status import Fingerprint, OutputInfo, Preflight
+from kubesft.api.job_status import OutputInfo, Preflight
 from kubesft.api.report import TrainerReason, TrainerTermination
 from kubesft.api.runtime import TrainerConfig
 from kubesft_trainer import checkpoint, data, evaluate, preflight, report, results, sinks
@@ -389,7 +388,6 @@ def summarize(
     """The end of a finished run (the reporter adds progress, metrics, checkpoints)."""
     stopped_early = progress.step < inputs.plan.total_steps
     loss = f", eval loss {final.loss:.4f}" if final is not None else ""
-    config_json = json.dumps(config.model_dump(by_alias=True, mode="json"), sort_keys=True)
     return TrainerTermination(
         phase="Succeeded",
         reason=TrainerReason.EARLY_STOPPED if stopped_early else TrainerReason.COMPLETED,
@@ -397,8 +395,5 @@ def summarize(
         output=output,
         # The status keeps the estimate's headline fields; preflight.json has it all.
         preflight=Preflight.model_validate(inputs.preflight),
-        fingerprint=Fingerprint(
-            dataset=config.runtime.dataset_fingerprint,
-            config=hashlib.sha256(config_json.encode()).hexdigest(),
-        ),
+        fingerprint=report.run_fingerprint(config),
     )

@@ -69,6 +69,8 @@ class TrainerReason(str, Enum):
     """The configuration file or spec cannot be read or is invalid (exit INVALID)."""
     INVALID_INPUT = "InvalidInput"
     """The spec does not fit the data, the model or the node (exit INVALID)."""
+    OUTPUT_IN_USE = "OutputInUse"
+    """spec.output holds another run's checkpoints (exit INVALID): use a new output path."""
     TRAINING_ERROR = "TrainingError"
     """An unexpected error while training (exit RETRYABLE)."""
     PREPARED = "Prepared"

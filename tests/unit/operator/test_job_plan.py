@@ -200,3 +200,11 @@ def test_an_edit_before_the_end_is_in_effect_at_once() -> None:
     plan = step(sft, observed(running_pods=1))
     assert plan.status.observed_generation == 3
     assert {c.observed_generation for c in plan.status.conditions} == {3}
+
+
+def test_one_pod_done_while_the_other_waits_for_its_retry_is_restarting_not_finishing() -> None:
+    mix = observed(succeeded=1, failed=1, terminations=(ended(0, "Completed", pod="p0"), CRASH))
+    plan = step(running(two_nodes()), mix)
+    assert plan.status.phase == "Running"
+    _, reason, message = condition(plan.status, "Running")
+    assert reason == "Restarting" and "RuntimeError: CUDA error" in message
