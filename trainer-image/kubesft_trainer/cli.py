@@ -101,7 +101,7 @@ def run_train(args: argparse.Namespace) -> int:
 
         summary = train(config)
     except UserError as err:  # the spec does not fit the data, the model or the node
-        _write_termination(log, _failure("InvalidInput", str(err)))
+        _write_termination(log, _failure(err.reason, str(err)))
         raise
     except Exception as err:
         _write_termination(log, _failure("TrainingError", f"{type(err).__name__}: {err}"))

@@ -17,5 +17,8 @@ INVALID = 2
 class UserError(Exception):
     """A problem the user must fix; its message names the field and says what to change.
 
-    The command line prints it as one line on stderr (no traceback) and exits INVALID.
+    The command line prints it as one line on stderr (no traceback) and exits INVALID;
+    `reason` goes into the termination message (subclasses name their own).
     """
+
+    reason = "InvalidInput"

@@ -19,7 +19,6 @@ With `spec.output.url` the directory is local scratch mirrored to the bucket
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from kubesft.api.runtime import TrainerConfig
-from kubesft_trainer import checkpoint, data, evaluate, preflight, report
+from kubesft_trainer import checkpoint, data, evaluate, preflight, report, run_identity
 from kubesft_trainer.checkpoint import Progress
 from kubesft_trainer.config import HALF_DTYPES, Precision, RunPlan, plan_run, resolve_precision
 from kubesft_trainer.data import DataPosition, MicroBatchPlan
@@ -50,7 +49,9 @@ from kubesft_trainer.model import (
     model_source,
     peft_quietly,
 )
+from kubesft_trainer.permissions import share_files
 from kubesft_trainer.remote_output import RemoteOutput
+from kubesft_trainer.run_identity import RunIdentity
 
 MODEL_DIR = "model"
 MERGED_DIR = "merged"
@@ -82,12 +83,14 @@ def train(config: TrainerConfig) -> dict[str, Any]:
     spec = config.spec
     accelerator, precision = start_accelerator(config)
     set_seed(spec.training.seed)  # the same adapter initialization on every rank
-    remote = open_remote_output(config, accelerator)
+    run = RunIdentity.of(config)
+    remote = open_remote_output(config, accelerator, run)
+    claim_output(config, accelerator, run)
     source = model_source(spec, config.runtime)
     inputs = load_inputs(config, source, accelerator, precision)
     session = build_session(config, inputs, source, accelerator, precision)
     session.remote = remote
-    progress = start_or_resume(session)
+    progress = start_or_resume(session, run)
     session.reporter = open_reporter(config, accelerator, resume_step=progress.step)
     prompts, references = evaluate.eval_prompts(inputs.eval_rows, spec.evaluation.samples)
     before = samples_before(session, inputs, prompts, fresh=progress.step == 0)
@@ -120,16 +123,36 @@ def train(config: TrainerConfig) -> dict[str, Any]:
     return summary
 
 
-def open_remote_output(config: TrainerConfig, accelerator: Accelerator) -> RemoteOutput | None:
-    """The s3 mirror of `spec.output.url`: writable, and its latest checkpoint restored."""
+def open_remote_output(
+    config: TrainerConfig, accelerator: Accelerator, run: RunIdentity
+) -> RemoteOutput | None:
+    """The s3 mirror of `spec.output.url`: writable, this run's, its latest checkpoint restored."""
     remote = RemoteOutput.for_spec(config.spec)
     if remote is not None and accelerator.is_main_process:
         remote.check_writable()
+        remote.claim(run)
         step = remote.restore(Path(config.runtime.output_dir))
         if step is not None:
             print(f"restored checkpoint step-{step} from {remote.url}", flush=True)
     accelerator.wait_for_everyone()
     return remote
+
+
+def claim_output(config: TrainerConfig, accelerator: Accelerator, run: RunIdentity) -> None:
+    """Refuse an output directory of another run before the model loads; else record this run.
+
+    Only the main process checks: the other ranks wait, and the launcher stops them when it
+    exits with OutputInUse.
+    """
+    output_dir = Path(config.runtime.output_dir)
+    if accelerator.is_main_process:
+        checkpoint.remove_incomplete(output_dir)
+        has_outputs = (
+            bool(checkpoint.list_checkpoints(output_dir)) or (output_dir / MODEL_DIR).exists()
+        )
+        where = run_identity.output_label(config.spec)
+        run_identity.claim(output_dir, run, where=where, has_outputs=has_outputs)
+    accelerator.wait_for_everyone()
 
 
 def start_accelerator(config: TrainerConfig) -> tuple[Accelerator, Precision]:
@@ -249,8 +272,8 @@ def _warn_if_infeasible(spec: Any, estimate: dict[str, Any], accelerator: Any) -
         print(f"warning: preflight: {problem}", file=sys.stderr, flush=True)
 
 
-def start_or_resume(session: Session) -> Progress:
-    """Resume from the latest complete checkpoint in the output directory, if any."""
+def start_or_resume(session: Session, run: RunIdentity) -> Progress:
+    """Resume from the latest complete checkpoint of this run in the output directory, if any."""
     acc, output_dir = session.accelerator, session.output_dir
     if acc.is_main_process:
         checkpoint.remove_incomplete(output_dir)
@@ -258,6 +281,8 @@ def start_or_resume(session: Session) -> Progress:
     records = checkpoint.list_checkpoints(output_dir)
     if not records:
         return Progress(step=0, position=DataPosition(), world_size=acc.num_processes)
+    where = run_identity.output_label(session.spec)
+    run_identity.require_own_checkpoint(run, records[-1].path, where=where)
     progress = checkpoint.resume_from(
         records[-1], acc, session.model, session.optimizer, session.scheduler
     )
@@ -343,9 +368,11 @@ def save_outputs(
     (output_dir / CONFIG_FILE).write_text(json.dumps(resolved, indent=2) + "\n", "utf-8")
     preflight_doc = json.dumps(inputs.preflight, indent=2, default=str)
     (output_dir / PREFLIGHT_FILE).write_text(preflight_doc + "\n", "utf-8")
+    share_files(model_dir)
     if is_adapter and config.spec.output.merge_adapter:
         merged_dir = output_dir / MERGED_DIR
         merge_adapter(source, model_dir, merged_dir, inputs)
+        share_files(merged_dir)
         return {"path": str(merged_dir), "kind": "merged"}
     return {"path": str(model_dir), "kind": "adapter" if is_adapter else "full"}
 
@@ -389,7 +416,6 @@ def summarize(
     """Status fields of a finished run (the reporter adds progress, metrics, checkpoints)."""
     stopped_early = progress.step < inputs.plan.total_steps
     loss = f", eval loss {final.loss:.4f}" if final is not None else ""
-    config_json = json.dumps(config.model_dump(by_alias=True, mode="json"), sort_keys=True)
     return {
         "phase": "Succeeded",
         "reason": "EarlyStopped" if stopped_early else "Completed",
@@ -398,6 +424,6 @@ def summarize(
         "preflight": {key: inputs.preflight.get(key) for key in PREFLIGHT_STATUS},
         "fingerprint": {
             "dataset": config.runtime.dataset_fingerprint,
-            "config": hashlib.sha256(config_json.encode()).hexdigest(),
+            "config": run_identity.config_fingerprint(config.spec),
         },
     }
