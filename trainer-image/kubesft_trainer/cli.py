@@ -22,6 +22,7 @@ from kubesft.api.errors import InvalidSpec, validate_model
 from kubesft_trainer import exit_codes
 from kubesft_trainer.config import load_config
 from kubesft_trainer.exit_codes import UserError
+from kubesft_trainer.generations import remove_superseded
 from kubesft_trainer.prepare import DatasetInvalid, prepare_dataset, summarize
 
 TERMINATION_LOG = Path("/dev/termination-log")
@@ -49,6 +50,11 @@ def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
         "--eval-source-path",
         type=Path,
         help="where spec.split.evalSource is mounted; overrides it",
+    )
+    parser.add_argument(
+        "--keep-generations",
+        help="comma-separated generation folders beside --output to keep; once prepared, "
+        "the other ones (superseded preparations) are removed",
     )
     _termination_argument(parser)
 
@@ -78,6 +84,11 @@ def run_prepare(args: argparse.Namespace) -> int:
         log, summarize("Ready", "Prepared", message, stats, result.fingerprint, result.errors)
     )
     print(f"{message}, fingerprint {result.fingerprint[:12]}, in {result.output}")
+    if args.keep_generations is not None:
+        keep = {name for name in args.keep_generations.split(",") if name}
+        removed = remove_superseded(result.output, keep)
+        if removed:
+            print(f"removed superseded generations: {', '.join(removed)}")
     return exit_codes.OK
 
 

@@ -67,18 +67,25 @@ operator needs a new line here.
 - apiGroups: ["batch"]
   resources: ["jobs/finalizers"]
   verbs: ["update"]
-# Trainer and preparation Jobs: create, watch, suspend/resume (patch).
+# Trainer and preparation Jobs: create, watch, suspend/resume (patch); superseded
+# preparation Jobs are deleted.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["create", "get", "list", "watch", "patch"]
+  verbs: ["create", "get", "list", "watch", "patch", "delete"]
 # Pods of those Jobs: watched for phase, exit code and termination message.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
-# The trainer's spec ConfigMap; patch re-parents it to the Job.
+# The trainer's spec ConfigMap; patch re-parents it to the Job. `get` also reads an
+# SFTDataset's ConfigMap source (its content keys the preparation); superseded preparation
+# spec ConfigMaps are deleted.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["create", "get", "patch"]
+  verbs: ["create", "get", "patch", "delete"]
+# SFTDataset source and data claims: checked to exist (SourceNotFound names a missing one).
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get"]
 # Headless Service (multi-node) and the trainer's ServiceAccount.
 - apiGroups: [""]
   resources: ["services", "serviceaccounts"]

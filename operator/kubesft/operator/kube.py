@@ -62,6 +62,10 @@ class Kube:
                 self.rbac.read_namespaced_role_binding,
             ),
             "Job": (self.batch.create_namespaced_job, self.batch.read_namespaced_job),
+            "PersistentVolumeClaim": (
+                self.core.create_namespaced_persistent_volume_claim,
+                self.core.read_namespaced_persistent_volume_claim,
+            ),
         }
         return table[kind]
 
@@ -99,6 +103,23 @@ class Kube:
         )
         items: list[Manifest] = pods.get("items") or []
         return items
+
+    def list_jobs(self, namespace: str, label_selector: str) -> list[Manifest]:
+        jobs = self._json(self.batch.list_namespaced_job, namespace, label_selector=label_selector)
+        items: list[Manifest] = jobs.get("items") or []
+        return items
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete a Job (with its pods) or a ConfigMap; one already gone is fine."""
+        calls: dict[str, Callable[..., Any]] = {
+            "Job": self.batch.delete_namespaced_job,
+            "ConfigMap": self.core.delete_namespaced_config_map,
+        }
+        try:
+            calls[kind](name, namespace, propagation_policy="Background", _preload_content=False)
+        except ApiException as err:
+            if err.status != 404:
+                raise
 
     def patch_job(self, namespace: str, name: str, patch: Manifest) -> None:
         self.batch.patch_namespaced_job(name, namespace, patch, _preload_content=False)
