@@ -145,7 +145,9 @@ def describe_base_model(spec: SFTJobSpec, source: ModelSource) -> tuple[Any, int
     with hub_errors(spec):
         config = AutoConfig.from_pretrained(source.location, **source.kwargs())
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, trust_remote_code=source.trust_remote_code)
+        model = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+            config, trust_remote_code=source.trust_remote_code
+        )
     return config, sum(p.numel() for p in model.parameters())
 
 
@@ -196,7 +198,7 @@ def _bnb_config(spec: SFTJobSpec) -> Any:
 
     quant = spec.method.quantization
     assert quant is not None
-    return BitsAndBytesConfig(
+    return BitsAndBytesConfig(  # type: ignore[no-untyped-call]  # untyped __init__
         load_in_4bit=True,
         bnb_4bit_quant_type=quant.quant_type,
         bnb_4bit_use_double_quant=quant.double_quant,
@@ -217,7 +219,7 @@ def _make_trainable(model: Any, spec: SFTJobSpec) -> nn.Module:
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     if spec.method.type == "qlora":
-        model = prepare_model_for_kbit_training(
+        model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]
             model,
             use_gradient_checkpointing=checkpointing,
             gradient_checkpointing_kwargs=CHECKPOINTING_KWARGS,
@@ -257,7 +259,8 @@ def lora_config(spec: SFTJobSpec) -> Any:
     )
     return LoraConfig(
         r=lora.r,
-        lora_alpha=lora.alpha,
+        # peft annotates int, but computes scale = alpha / r and accepts any number.
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]
         lora_dropout=lora.dropout,
         target_modules=targets,
         modules_to_save=list(lora.modules_to_save) or None,

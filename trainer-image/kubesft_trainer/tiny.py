@@ -51,7 +51,7 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> Any:
         show_progress=False,
     )
     backend.train_from_iterator(texts, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # untyped __init__
         tokenizer_object=backend, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN
     )
     tokenizer.chat_template = load_builtin_template("chatml")
@@ -74,7 +74,7 @@ def build_model(vocab_size: int, shape: TinyShape = TinyShape(), seed: int = 0) 
         max_position_embeddings=shape.max_position_embeddings,
         tie_word_embeddings=False,
     )
-    return LlamaForCausalLM(config).float()
+    return LlamaForCausalLM(config).float()  # type: ignore[no-untyped-call]  # untyped in torch
 
 
 def save_tiny_model(
