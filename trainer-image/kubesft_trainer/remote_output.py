@@ -87,9 +87,13 @@ class RemoteOutput:
 
         Checked before `restore`, so a new run never downloads another run's checkpoint.
         """
+        key = self._key(RUN_FILE)
         with self._errors("read"):
-            key = self._key(RUN_FILE)
-            record = parse_record(self.fs.cat(key).decode()) if self.fs.exists(key) else None
+            try:
+                self.fs.invalidate_cache()  # another pod may have written since this one listed
+                record: dict[str, Any] | None = parse_record(self.fs.cat(key).decode())
+            except FileNotFoundError:
+                record = None
             require_own(run, record, where=f"{LABEL} {self.url}", has_outputs=bool(
                 record is None and self._complete_steps()))  # fmt: skip
             if record is None:
@@ -116,7 +120,7 @@ class RemoteOutput:
                     self.fs.get(key, str(tmp / relative))
             self.fs.get(f"{remote}/{COMPLETE}", str(tmp / COMPLETE))
             tmp.rename(final)
-            for name in RESUME_FILES:
+            for name in (*RESUME_FILES, RUN_FILE):  # run.json: the scratch is this run's
                 if self.fs.exists(self._key(name)):
                     self.fs.get(self._key(name), str(output_dir / name))
             return step

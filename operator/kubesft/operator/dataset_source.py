@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubesft.api import SFTDataset
-from kubesft.api.dataset import DataSource
+from kubesft.api.dataset import SOURCE_NOT_FOUND, DataSource
 from kubesft.operator.config import OperatorConfig
 from kubesft.operator.kube import Kube
 
@@ -34,6 +34,18 @@ class SourceState:
     """Field path → sha256 of the content it names (ConfigMap sources only)."""
     missing: list[str] = field(default_factory=list)
     """One message per missing object, naming it and the field that names it."""
+
+
+def follows_source(obj: dict[str, Any]) -> bool:
+    """Whether a finished SFTDataset (a raw object) must still be re-read on each resync:
+    its ConfigMap sources may change without an event on it, and a missing object it
+    waits for may appear."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    sources = [spec.get("source") or {}, (spec.get("split") or {}).get("evalSource") or {}]
+    if any("configMap" in source for source in sources):
+        return True
+    conditions: list[dict[str, Any]] = status.get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("reason") == SOURCE_NOT_FOUND for c in conditions)
 
 
 def preparation_key(dataset: SFTDataset, state: SourceState) -> str:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from kubesft.operator.dataset_source import REFRESH_ANNOTATION, SourceState, preparation_key
+from kubesft.operator.dataset_source import (
+    REFRESH_ANNOTATION,
+    SourceState,
+    follows_source,
+    preparation_key,
+)
 from kubesft.operator.derive_dataset import derive_dataset_status
 from tests.unit.operator.fixtures import dataset
 
@@ -32,3 +37,17 @@ def test_missing_source_fails_with_source_not_found_naming_it() -> None:
     ready = next(c for c in st.conditions if c.type == "Ready")
     assert (st.phase, ready.reason) == ("Failed", "SourceNotFound")
     assert "quickstart-dta" in ready.message and st.revision == "g1"
+
+
+def test_resync_rereads_finished_datasets_only_when_their_source_may_change() -> None:
+    cm = {
+        "spec": {"source": {"configMap": {"name": "d", "key": "k"}}},
+        "status": {"phase": "Ready"},
+    }
+    hub = {"spec": {"source": {"hf": {"repo": "a/b"}}}, "status": {"phase": "Ready"}}
+    split = {"evalSource": {"configMap": {"name": "e", "key": "k"}}}
+    eval_cm = {"spec": {"source": {"hf": {"repo": "a/b"}}, "split": split}}
+    waiting = {**hub, "status": {"phase": "Failed",
+               "conditions": [{"type": "Ready", "reason": "SourceNotFound"}]}}  # fmt: skip
+    assert follows_source(cm) and follows_source(eval_cm) and follows_source(waiting)
+    assert not follows_source(hub)
