@@ -100,7 +100,8 @@ def test_growing_the_config_map_of_a_ready_dataset_prepares_a_new_generation(
     new_folder = data / second["location"].removeprefix("pvc://kubesft-data/")
     assert (new_folder / "train.jsonl").exists()
     assert not old_folder.exists()  # superseded and used by no job: removed
-    assert prep_jobs(cluster) == [f"{NAME}-prep-{second['revision']}"]
+    current = [f"{NAME}-prep-{second['revision']}"]
+    wait_for("the superseded Job removed", lambda: prep_jobs(cluster) == current)
 
 
 def test_misspelt_config_map_is_a_source_not_found_condition(

@@ -28,9 +28,9 @@ def ready_condition(kube: Kube, namespace: str) -> dict[str, Any]:
 
 
 def prep_jobs(kube: Kube, namespace: str) -> list[str]:
-    """Names of the dataset's preparation Jobs not being deleted."""
+    """Names of the dataset's preparation Jobs not retired (see `retire_superseded_jobs`)."""
     jobs = kube.list_jobs(namespace, f"kubesft.io/dataset={NAME}")
-    return sorted(j["metadata"]["name"] for j in jobs if not j["metadata"].get("deletionTimestamp"))
+    return sorted(j["metadata"]["name"] for j in jobs if j["spec"].get("ttlSecondsAfterFinished"))
 
 
 def test_missing_config_map_key_and_claim_are_named_then_prepared_once_there(
@@ -57,7 +57,7 @@ def test_missing_config_map_key_and_claim_are_named_then_prepared_once_there(
     assert len(prep_jobs(kube, namespace)) == 1
 
 
-def test_config_map_edit_prepares_again_and_deletes_the_superseded_job(
+def test_config_map_edit_prepares_again_and_retires_the_superseded_job(
     kube: Kube, namespace: str
 ) -> None:
     ensure_dataset_inputs(kube, namespace)
@@ -75,6 +75,11 @@ def test_config_map_edit_prepares_again_and_deletes_the_superseded_job(
     assert reconcile_dataset(kube, CONFIG, namespace, NAME) == "Validating"
     (second,) = prep_jobs(kube, namespace)
     assert second != first and second.startswith(f"{NAME}-prep-g1-")
+    retired = kube.get("Job", namespace, first) or {}
+    assert retired["spec"]["ttlSecondsAfterFinished"] == 0  # KCM deletes it, and its pods
+    assert retired["spec"]["activeDeadlineSeconds"] == 1  # stopped if it still runs
+    spec_cm = kube.get("ConfigMap", namespace, first) or {}
+    assert [o["kind"] for o in spec_cm["metadata"]["ownerReferences"]] == ["Job"]  # goes too
     obj = kube.get_custom(SFT_DATASET.plural, namespace, NAME) or {}
     assert obj["status"]["revision"] == second.removeprefix(f"{NAME}-prep-")
     command = kube.get("Job", namespace, second)["spec"]["template"]["spec"]["containers"][0]

@@ -47,6 +47,7 @@ OPERATOR_NEEDS = [
     *[(v, "jobs.batch", "") for v in ("create", "get", "list", "watch", "patch")],
     *[(v, "pods", "") for v in ("get", "list", "watch")],
     *[(v, "configmaps", "") for v in ("create", "get", "patch")],
+    ("get", "persistentvolumeclaims", ""),
     *[(v, "services", "") for v in ("create", "get")],
     *[(v, "serviceaccounts", "") for v in ("create", "get")],
     *[(v, "roles.rbac.authorization.k8s.io", "") for v in ("create", "get")],

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_prepare(args: argparse.Namespace) -> int:
     """Prepare an SFTDataset: train/eval JSONL and stats.json into --output."""
+    started = time.time()
     log = _termination_log(args.termination_log)
     try:
         spec = load_dataset_spec(args.spec)
@@ -86,7 +88,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     print(f"{message}, fingerprint {result.fingerprint[:12]}, in {result.output}")
     if args.keep_generations is not None:
         keep = {name for name in args.keep_generations.split(",") if name}
-        removed = remove_superseded(result.output, keep)
+        removed = remove_superseded(result.output, keep, started=started)
         if removed:
             print(f"removed superseded generations: {', '.join(removed)}")
     return exit_codes.OK

@@ -16,8 +16,10 @@ KEY_FOLDER = re.compile(r"^\.?g\d+(-[0-9a-f]+)?(\.partial|\.old)?$")
 """`g3`, `g3-1a2b3c`, and leftovers of interrupted writes of them (`.g3.partial`)."""
 
 
-def remove_superseded(output: Path, keep: set[str]) -> list[str]:
-    """Delete the siblings of ``output`` shaped like a generation key and not in ``keep``.
+def remove_superseded(output: Path, keep: set[str], *, started: float) -> list[str]:
+    """Delete the siblings of ``output`` shaped like a generation key, not in ``keep``, and
+    last modified before ``started`` (this preparation's start, epoch seconds): a folder a
+    later preparation wrote meanwhile is newer than this one, never superseded by it.
 
     ``output`` itself is always kept. Returns the names removed, sorted.
     """
@@ -26,7 +28,7 @@ def remove_superseded(output: Path, keep: set[str]) -> list[str]:
     removed = []
     for path in sorted(output.parent.iterdir()) if output.parent.is_dir() else ():
         shaped = path.is_dir() and not path.is_symlink() and KEY_FOLDER.match(path.name)
-        if shaped and path.name not in keep:
+        if shaped and path.name not in keep and path.stat().st_mtime < started:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path.name)
     return removed

@@ -67,21 +67,20 @@ operator needs a new line here.
 - apiGroups: ["batch"]
   resources: ["jobs/finalizers"]
   verbs: ["update"]
-# Trainer and preparation Jobs: create, watch, suspend/resume (patch); superseded
-# preparation Jobs are deleted.
+# Trainer and preparation Jobs: create, watch, suspend/resume (patch); a superseded
+# preparation Job is retired by patching its deadline and TTL (no delete).
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["create", "get", "list", "watch", "patch", "delete"]
+  verbs: ["create", "get", "list", "watch", "patch"]
 # Pods of those Jobs: watched for phase, exit code and termination message.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
-# The trainer's spec ConfigMap; patch re-parents it to the Job. `get` also reads an
-# SFTDataset's ConfigMap source (its content keys the preparation); superseded preparation
-# spec ConfigMaps are deleted.
+# Trainer and preparation spec ConfigMaps; patch re-parents each to its Job. `get` also
+# reads an SFTDataset's ConfigMap source (its content keys the preparation).
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["create", "get", "patch", "delete"]
+  verbs: ["create", "get", "patch"]
 # SFTDataset source and data claims: checked to exist (SourceNotFound names a missing one).
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]

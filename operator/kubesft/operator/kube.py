@@ -109,18 +109,6 @@ class Kube:
         items: list[Manifest] = jobs.get("items") or []
         return items
 
-    def delete(self, kind: str, namespace: str, name: str) -> None:
-        """Delete a Job (with its pods) or a ConfigMap; one already gone is fine."""
-        calls: dict[str, Callable[..., Any]] = {
-            "Job": self.batch.delete_namespaced_job,
-            "ConfigMap": self.core.delete_namespaced_config_map,
-        }
-        try:
-            calls[kind](name, namespace, propagation_policy="Background", _preload_content=False)
-        except ApiException as err:
-            if err.status != 404:
-                raise
-
     def patch_job(self, namespace: str, name: str, patch: Manifest) -> None:
         self.batch.patch_namespaced_job(name, namespace, patch, _preload_content=False)
 

@@ -4,8 +4,9 @@ then mirror its result.
 A preparation is keyed on the spec's generation and the sources' contents
 (`dataset_source`): an edited ConfigMap or a new `kubesft.io/refresh` annotation prepares
 again, a missing source or claim is a SourceNotFound condition naming it. When a new
-preparation starts, superseded preparation Jobs are deleted, and the new pod removes the
-superseded data folders but the ones unfinished SFTJobs read.
+preparation starts, superseded preparation Jobs are retired (stopped and removed by
+kube-controller-manager), and the new pod removes the superseded data folders but the
+ones unfinished SFTJobs read.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from __future__ import annotations
 import json
 import logging
 
-from kubesft.api import SFT_DATASET, SFT_JOB, SFTDataset, SFTDatasetStatus, parse_object
+from kubesft.api import (
+    SFT_DATASET,
+    SFT_JOB,
+    ObjectMeta,
+    SFTDataset,
+    SFTDatasetStatus,
+    parse_object,
+)
 from kubesft.api.dataset import SOURCE_NOT_FOUND
 from kubesft.api.job_status import TERMINAL_PHASES
 from kubesft.operator import build_dataset, names
@@ -23,6 +31,7 @@ from kubesft.operator.dataset_source import preparation_key, read_sources
 from kubesft.operator.derive_dataset import derive_dataset_status
 from kubesft.operator.kube import Kube, now_rfc3339
 from kubesft.operator.observe import ObservedJob, observe_job
+from kubesft.operator.owner import owner_reference
 from kubesft.operator.pod_parts import location_uri
 from kubesft.operator.status_patch import status_dict, write_status
 
@@ -55,8 +64,10 @@ def _observe(
         keep = generations_in_use(kube, dataset, config)
         kube.ensure(build_dataset.build_config_map(dataset, key))
         job = kube.ensure(build_dataset.build_job(dataset, config, key, keep))
+        owner = owner_reference("Job", ObjectMeta.model_validate(job["metadata"]), "batch/v1")
+        kube.set_owner("ConfigMap", ns, names.prepare_config(name, key), owner)  # goes with it
         kube.event(dataset.to_dict(), "Normal", "Preparing", _why(dataset, key, job_name))
-        remove_superseded_jobs(kube, ns, name, job_name)
+        retire_superseded_jobs(kube, ns, name, job_name)
     return observe_job(job, kube.job_pods(ns, job_name), names.PREPARE_CONTAINER)
 
 
@@ -92,15 +103,21 @@ def generations_in_use(kube: Kube, dataset: SFTDataset, config: OperatorConfig) 
     return sorted(set(keys))
 
 
-def remove_superseded_jobs(kube: Kube, ns: str, dataset: str, current: str) -> None:
-    """Delete this dataset's other preparation Jobs (and their spec ConfigMaps)."""
+def retire_superseded_jobs(kube: Kube, ns: str, dataset: str, current: str) -> None:
+    """Let this dataset's other preparation Jobs end now and be removed at once.
+
+    The operator holds no `delete` on Jobs (the chart grants what it needs, no more): a
+    one-second deadline stops a superseded Job still running (its pod never publishes or
+    removes anything), and `ttlSecondsAfterFinished: 0` has kube-controller-manager delete
+    it with its pods and its spec ConfigMap (owned by the Job).
+    """
     selector = f"{names.LABEL_DATASET}={dataset},{names.LABEL_COMPONENT}=prepare"
+    retire = {"spec": {"ttlSecondsAfterFinished": 0, "activeDeadlineSeconds": 1}}
     for job in kube.list_jobs(ns, selector):
         old = job["metadata"]["name"]
-        if old != current:
-            log.info("SFTDataset %s/%s: deleting superseded Job %s", ns, dataset, old)
-            kube.delete("Job", ns, old)
-            kube.delete("ConfigMap", ns, old)  # prepare_config names it like the Job
+        if old != current and job.get("spec", {}).get("ttlSecondsAfterFinished") != 0:
+            log.info("SFTDataset %s/%s: retiring superseded Job %s", ns, dataset, old)
+            kube.patch_job(ns, old, retire)
 
 
 def reconcile_dataset(kube: Kube, config: OperatorConfig, namespace: str, name: str) -> str | None:
