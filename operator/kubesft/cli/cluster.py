@@ -195,9 +195,12 @@ def _print_log(
                 return
             except ApiException as err:
                 message = api_message(err)
-                if follow and any(phrase in message for phrase in WAITING):
+                waiting = any(phrase in message for phrase in WAITING)
+                if waiting and follow:
                     time.sleep(interval)  # not started yet
                     continue
+                if waiting:
+                    raise CLIError(f"{what} has not started: {message} (-f waits)") from None
                 if err.status in (401, 403, 404):
                     raise api_error(err, what) from None
                 raise CLIError(_not_served(ns, name, pod, message)) from None
