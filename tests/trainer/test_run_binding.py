@@ -108,9 +108,9 @@ def test_without_a_uid_a_run_is_its_fingerprints(tiny_model_dir: Path, tmp_path:
     changed = config.model_copy(deep=True)
     changed.spec.training.learning_rate = 0.5
     assert not RunIdentity.of(changed).same_run(run.document())
-    evaluated = config.model_copy(deep=True)
-    evaluated.spec.evaluation.samples = 3  # mutable after start: still the same run
-    assert RunIdentity.of(evaluated).same_run(run.document())
+    resumed = config.model_copy(deep=True)
+    resumed.spec.suspend, resumed.spec.active_deadline_seconds = True, 60  # mutable: same run
+    assert RunIdentity.of(resumed).same_run(run.document())
 
 
 def test_weights_and_checkpoints_are_readable_by_the_group_and_others(

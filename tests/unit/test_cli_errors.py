@@ -94,7 +94,7 @@ def test_validate_takes_a_folder_and_stdin(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "problem"),
-    [("Quick_Start", "not a valid name"), (None, "metadata.name: is required"),
+    [("Quick_Start", "RFC 1123 subdomain"), (None, "metadata.name: is required"),
      ("a" * 60, "at most 52")],
 )  # fmt: skip
 def test_validate_checks_metadata_name_as_the_apiserver(

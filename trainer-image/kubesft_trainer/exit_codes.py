@@ -1,17 +1,15 @@
-"""Exit codes of the trainer image, shared by every subcommand.
+"""How the trainer image ends: the exit-code table (`kubesft.api.report.ExitCode`) and the
+error a user must fix.
 
-The operator's Job `podFailurePolicy` fails fast on INVALID (retrying cannot fix a bad
-spec or bad data) and lets the Job's backoff retry anything else.
+The operator's Job `podFailurePolicy` fails fast on ExitCode.INVALID (retrying cannot fix
+a bad spec or bad data) and lets the Job's backoff retry anything else.
 """
 
 from __future__ import annotations
 
-OK = 0
-"""Done; results are in the output directory and the termination message."""
-RETRYABLE = 1
-"""Something outside the user's control failed (network, storage, a bug); try again."""
-INVALID = 2
-"""Bad configuration or data: the user must change the spec or the dataset."""
+from kubesft.api.report import ExitCode, TrainerReason
+
+__all__ = ["ExitCode", "UserError"]
 
 
 class UserError(Exception):
@@ -21,4 +19,4 @@ class UserError(Exception):
     `reason` goes into the termination message (subclasses name their own).
     """
 
-    reason = "InvalidInput"
+    reason: TrainerReason = TrainerReason.INVALID_INPUT

@@ -14,8 +14,7 @@ A run is its SFTJob's uid: every retry, resume after suspend and restart of the 
 object is the same run. Without a uid (the trainer run by hand, outside the operator) a run
 is identified by its config and dataset fingerprints, so rerunning the same command
 continues it. The config fingerprint covers the spec fields fixed once a job starts
-(`IMMUTABLE_AFTER_START`), so edits of mutable fields (evaluation cadence, resources) keep
-a run resumable.
+(`immutable_after_start()`), so a suspend or a new deadline keeps a run resumable.
 """
 
 from __future__ import annotations
@@ -29,19 +28,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubesft.api.job import IMMUTABLE_AFTER_START, SFTJobSpec
+from kubesft.api.job import SFTJobSpec, immutable_after_start
+from kubesft.api.report import TrainerReason
 from kubesft.api.runtime import TrainerConfig
 from kubesft_trainer.exit_codes import UserError
 
 RUN_FILE = "run.json"
-OUTPUT_IN_USE = "OutputInUse"
-"""Termination reason of a run refused because its output belongs to another run."""
 
 
 class OutputInUse(UserError):
     """The output location holds another run's checkpoints or results."""
 
-    reason = OUTPUT_IN_USE
+    reason = TrainerReason.OUTPUT_IN_USE
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ class RunIdentity:
     namespace: str
     job_name: str
     config: str
-    """sha256 of the spec fields fixed at start (`IMMUTABLE_AFTER_START`), hex."""
+    """sha256 of the spec fields fixed at start (`immutable_after_start()`), hex."""
     dataset: str | None
     """The prepared dataset's fingerprint, when the operator passed one."""
 
@@ -90,7 +88,8 @@ class RunIdentity:
 
 def config_fingerprint(spec: SFTJobSpec) -> str:
     """sha256 (hex) of the canonical JSON of the spec fields a started job may not change."""
-    doc = spec.model_dump(by_alias=True, mode="json", include=set(IMMUTABLE_AFTER_START))
+    fixed = set(immutable_after_start())
+    doc = {k: v for k, v in spec.model_dump(by_alias=True, mode="json").items() if k in fixed}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 

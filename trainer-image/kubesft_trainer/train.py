@@ -28,12 +28,23 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from kubesft.api.job_status import Fingerprint, OutputInfo, Preflight
+from kubesft.api.report import TrainerReason, TrainerTermination
 from kubesft.api.runtime import TrainerConfig
-from kubesft_trainer import checkpoint, data, evaluate, preflight, report, run_identity
+from kubesft_trainer import (
+    checkpoint,
+    data,
+    evaluate,
+    preflight,
+    report,
+    results,
+    run_identity,
+    sinks,
+)
 from kubesft_trainer.checkpoint import Progress
 from kubesft_trainer.config import HALF_DTYPES, Precision, RunPlan, plan_run, resolve_precision
 from kubesft_trainer.data import DataPosition, MicroBatchPlan
-from kubesft_trainer.kube_status import FanOutSink, KubeStatusSink
+from kubesft_trainer.kube_status import KubeStatusSink
 from kubesft_trainer.loop import (
     Session,
     build_optimizer,
@@ -58,8 +69,6 @@ MERGED_DIR = "merged"
 CONFIG_FILE = "config.json"
 PROGRESS_FILE = "progress.json"
 PREFLIGHT_FILE = "preflight.json"
-PREFLIGHT_STATUS = ("estimatedGpuMemoryGiB", "estimatedTokens", "truncatedFraction")
-"""Preflight fields of the status; the whole estimate is in preflight.json."""
 SAMPLES_BEFORE_FILE = "samples_before.json"
 """Answers of the untrained model, kept so a resumed run can still compare before/after."""
 
@@ -78,8 +87,8 @@ class RunInputs:
     preflight: dict[str, Any]
 
 
-def train(config: TrainerConfig) -> dict[str, Any]:
-    """Run the whole recipe; returns the summary (status fields) on the main process."""
+def train(config: TrainerConfig) -> TrainerTermination | None:
+    """Run the whole recipe; returns the final report on the main process, else None."""
     spec = config.spec
     accelerator, precision = start_accelerator(config)
     set_seed(spec.training.seed)  # the same adapter initialization on every rank
@@ -102,22 +111,22 @@ def train(config: TrainerConfig) -> dict[str, Any]:
     if session.eval_batches is not None and session.last_eval_step != progress.step:
         final = evaluate_all_ranks(session)  # resumed after the last step: evaluate again
     after = _samples(session, inputs, prompts)
-    summary: dict[str, Any] = {}
+    summary: TrainerTermination | None = None
     if accelerator.is_main_process:
         output = save_outputs(config, session, inputs, source)
         evaluation = None
         if final is not None:
-            report.write_eval_json(
+            results.write_eval_json(
                 session.output_dir, before, after, prompts, final, references=references
             )
-            evaluation = report.evaluation_status(final, prompts, before, after)
+            evaluation = results.evaluation_status(final, prompts, before, after)
         if remote is not None:  # uploaded before the run may say Succeeded
             session.reporter.write_plot()
             remote.upload_results(session.output_dir)
-            output["path"] = remote.url_of(Path(output["path"]), session.output_dir)
+            output.path = remote.url_of(Path(output.path), session.output_dir)
         summary = summarize(config, progress, inputs, output, final)
         if evaluation is not None:
-            summary["evaluation"] = evaluation
+            summary.evaluation = evaluation
         summary = session.reporter.finish(summary, plot=remote is None)
     accelerator.wait_for_everyone()
     return summary
@@ -203,10 +212,10 @@ def open_reporter(
     runtime = config.runtime
     output_dir = Path(runtime.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    sink: report.ProgressSink = report.FileSink(output_dir / PROGRESS_FILE)
+    sink: sinks.ProgressSink = sinks.FileSink(output_dir / PROGRESS_FILE)
     in_cluster = KubeStatusSink.from_environment(runtime.namespace, runtime.job_name)
     if in_cluster is not None:
-        sink = FanOutSink(sink, in_cluster)
+        sink = sinks.FanOutSink(sink, in_cluster)
     return report.Reporter(
         output_dir,
         sink,
@@ -351,7 +360,7 @@ def _eval_batches(config: TrainerConfig, inputs: RunInputs, accelerator: Any) ->
 
 def save_outputs(
     config: TrainerConfig, session: Session, inputs: RunInputs, source: ModelSource
-) -> dict[str, str]:
+) -> OutputInfo:
     """Write model/, config.json and (if asked) merged/; returns the `output` status field."""
     output_dir = session.output_dir
     model = session.accelerator.unwrap_model(session.model)
@@ -373,8 +382,8 @@ def save_outputs(
         merged_dir = output_dir / MERGED_DIR
         merge_adapter(source, model_dir, merged_dir, inputs)
         share_files(merged_dir)
-        return {"path": str(merged_dir), "kind": "merged"}
-    return {"path": str(model_dir), "kind": "adapter" if is_adapter else "full"}
+        return OutputInfo(path=str(merged_dir), kind="merged")
+    return OutputInfo(path=str(model_dir), kind="adapter" if is_adapter else "full")
 
 
 def save_tokenizer(tokenizer: Any, chat_template: str, directory: Path) -> None:
@@ -410,20 +419,21 @@ def summarize(
     config: TrainerConfig,
     progress: Progress,
     inputs: RunInputs,
-    output: dict[str, str],
+    output: OutputInfo,
     final: evaluate.EvalResult | None,
-) -> dict[str, Any]:
-    """Status fields of a finished run (the reporter adds progress, metrics, checkpoints)."""
+) -> TrainerTermination:
+    """The end of a finished run (the reporter adds progress, metrics, checkpoints)."""
     stopped_early = progress.step < inputs.plan.total_steps
     loss = f", eval loss {final.loss:.4f}" if final is not None else ""
-    return {
-        "phase": "Succeeded",
-        "reason": "EarlyStopped" if stopped_early else "Completed",
-        "message": f"trained {progress.step} steps{loss}; output in {output['path']}",
-        "output": output,
-        "preflight": {key: inputs.preflight.get(key) for key in PREFLIGHT_STATUS},
-        "fingerprint": {
-            "dataset": config.runtime.dataset_fingerprint,
-            "config": run_identity.config_fingerprint(config.spec),
-        },
-    }
+    return TrainerTermination(
+        phase="Succeeded",
+        reason=TrainerReason.EARLY_STOPPED if stopped_early else TrainerReason.COMPLETED,
+        message=f"trained {progress.step} steps{loss}; output in {output.path}",
+        output=output,
+        # The status keeps the estimate's headline fields; preflight.json has it all.
+        preflight=Preflight.model_validate(inputs.preflight),
+        fingerprint=Fingerprint(
+            dataset=config.runtime.dataset_fingerprint,
+            config=run_identity.config_fingerprint(config.spec),
+        ),
+    )

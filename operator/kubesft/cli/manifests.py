@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -66,8 +65,6 @@ def cmd_reference(args: argparse.Namespace) -> int:
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "-"
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-"""The apiserver's rule for custom resource names (k8s.io/apimachinery IsDNS1123Subdomain)."""
 
 
 def expand_inputs(arguments: Sequence[str], *, recursive: bool = False) -> list[str | Path]:
@@ -106,19 +103,12 @@ def iter_documents(text: str) -> Iterator[tuple[int, Any]]:
 
 
 def name_problems(doc: dict[str, Any]) -> list[str]:
-    """What the apiserver would say about metadata.name (required, DNS-1123 subdomain)."""
+    """metadata.name is required by the apiserver (unless generateName is set); its format
+    is checked by the models (`kubesft.api`), as for every other field."""
     meta = doc.get("metadata") or {}
-    name = meta.get("name") if isinstance(meta, dict) else None
-    if name is None:
-        if isinstance(meta, dict) and meta.get("generateName"):
-            return []
-        return ["metadata.name: is required (or set metadata.generateName)"]
-    if not isinstance(name, str) or not DNS1123_SUBDOMAIN.match(name):
-        return [
-            f"metadata.name: {name!r} is not a valid name: lower case letters, digits, '-' "
-            "and '.', starting and ending with a letter or digit (RFC 1123 subdomain)"
-        ]
-    return []  # its length: kubesft's own limit (ObjectMeta) is shorter than the apiserver's
+    if isinstance(meta, dict) and (meta.get("name") or meta.get("generateName")):
+        return []
+    return ["metadata.name: is required (or set metadata.generateName)"]
 
 
 def validate_text(label: str, text: str) -> tuple[int, list[str]]:
@@ -129,6 +119,7 @@ def validate_text(label: str, text: str) -> tuple[int, list[str]]:
     except yaml.YAMLError as exc:
         return 0, [f"{label}: cannot read YAML: {' '.join(str(exc).split())}"]
     objects = 0
+    parsed: list[Any] = []
     for index, doc in docs:
         if not isinstance(doc, dict) or not str(doc.get("apiVersion", "")).startswith(
             "kubesft.io/"
@@ -139,11 +130,26 @@ def validate_text(label: str, text: str) -> tuple[int, list[str]]:
         where = f"{label}: {doc.get('kind')}/{name}"
         found = name_problems(doc)
         try:
-            parse_object(doc)
+            parsed.append(parse_object(doc))
         except InvalidSpec as exc:
             found += exc.problems
         problems += [f"{where}: {p}" for p in found]
-    return objects, problems
+    return objects, problems + [f"{label}: {p}" for p in cannot_act(parsed)]
+
+
+def cannot_act(objects: Sequence[Any]) -> list[str]:
+    """The operator's precheck, offline: SFTJob settings that cannot act with an SFTDataset
+    given alongside (e.g. earlyStopping when the dataset makes no eval split)."""
+    from kubesft.api import SFTDataset, SFTJob
+    from kubesft.operator.precheck import precheck
+
+    datasets = {o.metadata.name: o for o in objects if isinstance(o, SFTDataset)}
+    return [
+        f"SFTJob/{o.metadata.name}: {problem}"
+        for o in objects
+        if isinstance(o, SFTJob) and o.spec.dataset.name in datasets
+        for problem in precheck(o, datasets[o.spec.dataset.name])
+    ]
 
 
 def validate_documents(path: Path) -> list[str]:
