@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from kubesft.api.report import ExitCode
 from kubesft.api.runtime import TrainerConfig
-from kubesft_trainer import exit_codes, run_identity
+from kubesft_trainer import run_identity
 from kubesft_trainer.run_identity import OutputInUse, RunIdentity
 from tests.support.s3_server import S3Endpoint
 from tests.support.sft_run import (
@@ -64,7 +65,7 @@ def test_second_run_on_an_output_is_refused_before_the_model_loads(
         job_config(tmp_path, tiny_model_dir, "uid-second", training={"learningRate": 5e-3})
     )
 
-    assert second.returncode == exit_codes.INVALID, second.stderr[-3000:]
+    assert second.returncode == ExitCode.INVALID, second.stderr[-3000:]
     assert "train:" not in second.stdout  # refused before tokenizing, let alone loading weights
     summary = termination(tmp_path, "uid-second")
     assert summary["reason"] == "OutputInUse"
@@ -144,7 +145,7 @@ def test_s3_prefix_of_another_run_is_refused(
     second_dir = tmp_path / "second"
     second_dir.mkdir()
     second = train(job_config(second_dir, tiny_model_dir, "uid-s3b", output=output))
-    assert second.returncode == exit_codes.INVALID, second.stderr[-3000:]
+    assert second.returncode == ExitCode.INVALID, second.stderr[-3000:]
     message = termination(second_dir, "uid-s3b")["message"]
     assert f"spec.output.url {url}" in message and "uid-s3a" in message, message
     assert not (second_dir / "out" / "checkpoints").exists()  # nothing downloaded
