@@ -63,6 +63,7 @@ def test_second_job_on_an_output_fails_fast_and_a_new_output_trains(
     second = finished(cluster, "quickstart-copy")
     assert second["phase"] == "Failed", json.dumps(second, indent=1)
     failed = next(c for c in second["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "OutputInUse", failed
     expected = (
         "spec.output.pvc pvc://kubesft-outputs/quickstart",
         f"SFTJob {cluster.ns}/quickstart",
@@ -85,7 +86,7 @@ def test_second_job_on_an_output_fails_fast_and_a_new_output_trains(
     again = finished(cluster, "quickstart")
     assert again["phase"] == "Failed", json.dumps(again, indent=1)
     refused = next(c for c in again["conditions"] if c["type"] == "Failed")
-    assert "already holds" in refused["message"], refused
+    assert refused["reason"] == "OutputInUse" and "already holds" in refused["message"], refused
 
     # ...and with its own output, as the message says, it trains its own steps.
     own = {"pvc": {"claimName": "kubesft-outputs", "path": "quickstart-lr"}}
