@@ -31,16 +31,7 @@ from accelerate.utils import set_seed
 from kubesft.api.job_status import Fingerprint, OutputInfo, Preflight
 from kubesft.api.report import TrainerReason, TrainerTermination
 from kubesft.api.runtime import TrainerConfig
-from kubesft_trainer import (
-    checkpoint,
-    data,
-    evaluate,
-    preflight,
-    report,
-    results,
-    run_identity,
-    sinks,
-)
+from kubesft_trainer import checkpoint, data, evaluate, preflight, report, results, sinks
 from kubesft_trainer.checkpoint import Progress
 from kubesft_trainer.config import HALF_DTYPES, Precision, RunPlan, plan_run, resolve_precision
 from kubesft_trainer.data import DataPosition, MicroBatchPlan
@@ -60,11 +51,11 @@ from kubesft_trainer.model import (
     model_source,
     peft_quietly,
 )
+from kubesft_trainer.output_claim import MODEL_DIR, claim_output, require_resumable
 from kubesft_trainer.permissions import share_files
 from kubesft_trainer.remote_output import RemoteOutput
-from kubesft_trainer.run_identity import RunIdentity
+from kubesft_trainer.run_identity import RunIdentity, config_fingerprint
 
-MODEL_DIR = "model"
 MERGED_DIR = "merged"
 CONFIG_FILE = "config.json"
 PROGRESS_FILE = "progress.json"
@@ -145,23 +136,6 @@ def open_remote_output(
             print(f"restored checkpoint step-{step} from {remote.url}", flush=True)
     accelerator.wait_for_everyone()
     return remote
-
-
-def claim_output(config: TrainerConfig, accelerator: Accelerator, run: RunIdentity) -> None:
-    """Refuse an output directory of another run before the model loads; else record this run.
-
-    Only the main process checks: the other ranks wait, and the launcher stops them when it
-    exits with OutputInUse.
-    """
-    output_dir = Path(config.runtime.output_dir)
-    if accelerator.is_main_process:
-        checkpoint.remove_incomplete(output_dir)
-        has_outputs = (
-            bool(checkpoint.list_checkpoints(output_dir)) or (output_dir / MODEL_DIR).exists()
-        )
-        where = run_identity.output_label(config.spec)
-        run_identity.claim(output_dir, run, where=where, has_outputs=has_outputs)
-    accelerator.wait_for_everyone()
 
 
 def start_accelerator(config: TrainerConfig) -> tuple[Accelerator, Precision]:
@@ -290,8 +264,7 @@ def start_or_resume(session: Session, run: RunIdentity) -> Progress:
     records = checkpoint.list_checkpoints(output_dir)
     if not records:
         return Progress(step=0, position=DataPosition(), world_size=acc.num_processes)
-    where = run_identity.output_label(session.spec)
-    run_identity.require_own_checkpoint(run, records[-1].path, where=where)
+    require_resumable(run, session.spec, records[-1].path)
     progress = checkpoint.resume_from(
         records[-1], acc, session.model, session.optimizer, session.scheduler
     )
@@ -434,6 +407,6 @@ def summarize(
         preflight=Preflight.model_validate(inputs.preflight),
         fingerprint=Fingerprint(
             dataset=config.runtime.dataset_fingerprint,
-            config=run_identity.config_fingerprint(config.spec),
+            config=config_fingerprint(config.spec),
         ),
     )
