@@ -203,6 +203,31 @@ CASES: list[InvalidCase] = [
         {"spec.validation": {"minExamples": 0}},
         "spec.validation.minExamples",
     ),
+    # The data audit's knobs (prepare's audit.py).
+    InvalidCase(
+        "audit-action-unknown",
+        D,
+        {"spec.validation": {"nearDuplicates": "ignore"}},
+        "spec.validation.nearDuplicates",
+    ),
+    InvalidCase(
+        "min-answer-words-zero",
+        D,
+        {"spec.validation": {"minAnswerWords": 0}},
+        "spec.validation.minAnswerWords",
+    ),
+    InvalidCase(
+        "length-score-zero",
+        D,
+        {"spec.validation": {"maxLengthScore": 0}},
+        "spec.validation.maxLengthScore",
+    ),
+    InvalidCase(
+        "overfitting-patience-zero",
+        J,
+        {"spec.evaluation.overfittingPatience": 0},
+        "spec.evaluation.overfittingPatience",
+    ),
     InvalidCase("dataset-name-too-long", D, {}, "metadata.name", name="d" * 60),
     # Kubernetes formats: names of objects (DNS-1123 subdomains).
     InvalidCase("job-name-not-a-name", J, {}, "metadata.name", name="Bad_Name"),

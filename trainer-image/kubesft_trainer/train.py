@@ -28,7 +28,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from kubesft.api.job_status import Fingerprint, OutputInfo, Preflight
+from kubesft.api.job_status import OutputInfo, Preflight
 from kubesft.api.report import TrainerReason, TrainerTermination
 from kubesft.api.runtime import TrainerConfig
 from kubesft_trainer import checkpoint, data, evaluate, preflight, report, results, sinks
@@ -54,7 +54,7 @@ from kubesft_trainer.model import (
 from kubesft_trainer.output_claim import MODEL_DIR, claim_output, require_resumable
 from kubesft_trainer.permissions import share_files
 from kubesft_trainer.remote_output import RemoteOutput
-from kubesft_trainer.run_identity import RunIdentity, config_fingerprint
+from kubesft_trainer.run_identity import RunIdentity
 
 MERGED_DIR = "merged"
 CONFIG_FILE = "config.json"
@@ -405,8 +405,5 @@ def summarize(
         output=output,
         # The status keeps the estimate's headline fields; preflight.json has it all.
         preflight=Preflight.model_validate(inputs.preflight),
-        fingerprint=Fingerprint(
-            dataset=config.runtime.dataset_fingerprint,
-            config=config_fingerprint(config.spec),
-        ),
+        fingerprint=report.run_fingerprint(config),
     )

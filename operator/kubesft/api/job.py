@@ -207,6 +207,9 @@ class Evaluation(APIModel):
     max_new_tokens: int = Field(default=128, ge=1, le=8192)
     max_examples: int | None = Field(default=None, gt=0)
     """Cap on eval examples per evaluation."""
+    overfitting_patience: int = Field(default=3, ge=1, le=100)
+    """Consecutive evaluations whose eval loss rose, while the train loss fell, that set the
+    Overfitting condition."""
 
 
 class Checkpoints(APIModel):

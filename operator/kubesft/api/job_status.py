@@ -13,6 +13,8 @@ JobPhase = Literal[
     "Pending", "WaitingForDataset", "Queued", "Running", "Succeeded", "Failed", "Suspended"
 ]
 LOSS_HISTORY = 50
+EVAL_HISTORY = 20
+"""Evaluations kept in metrics.evalHistory (the Overfitting rule looks at the last few)."""
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
 
 
@@ -60,6 +62,10 @@ class JobReason:
     """The trainer failed without saying why (no termination message)."""
     TRAINER_RESTARTED = "TrainerRestarted"
     """Event: a trainer pod ended and the Job started another."""
+    OVERFITTING = "EvalLossRising"
+    """Condition Overfitting True: eval loss rose while train loss fell (see
+    `kubesft.api.overfitting`)."""
+    NOT_OVERFITTING = "EvalLossNotRising"
 
 
 class Progress(StatusModel):
@@ -89,6 +95,18 @@ class Metrics(StatusModel):
     grad_norm: float | None = None
     loss_history: list[float] = Field(default_factory=list, max_length=LOSS_HISTORY)
     """Recent train losses, oldest first, for sparklines (`kubesft status`)."""
+    eval_history: list[EvalPoint] = Field(default_factory=list, max_length=EVAL_HISTORY)
+    """Recent evaluations, oldest first: the Overfitting condition is derived from them."""
+
+
+class EvalPoint(StatusModel):
+    """One evaluation with the training loss beside it."""
+
+    step: int
+    eval_loss: float
+    train_loss: float | None = None
+    """Mean training loss over the steps since the previous evaluation (less noisy than
+    the last step's); unset when no step ran in between."""
 
 
 class CheckpointInfo(StatusModel):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from kubesft.api import SFTDataset, SFTJob, SFTJobStatus
 from kubesft.api.base import ConditionStatus
 from kubesft.api.job_status import TERMINAL_PHASES, Fingerprint, JobReason
+from kubesft.api.overfitting import detect_overfitting
 from kubesft.api.report import TrainerReason, TrainerReport, TrainerTermination
 from kubesft.operator.conditions import set_condition
 from kubesft.operator.observe import ObservedJob, Termination
@@ -147,6 +148,9 @@ def _finish(s: _Status, trainer: ObservedJob) -> None:
         s.cond("Complete", "True", reason, message)
         return
     reason, message = _failure_reason(trainer)
+    _, failed = _telling_failure(trainer)
+    if failed is not None:  # what was attempted (fingerprint) and how far it got
+        apply_report(st, failed)
     st.phase = "Failed"
     s.cond("Failed", "True", reason, message)
 
@@ -210,6 +214,26 @@ def _fingerprint_image(st: SFTJobStatus, trainer: ObservedJob, seen: str | None)
         st.fingerprint = fingerprint.model_copy(update={"image": image})
 
 
+def _overfitting_condition(s: _Status, job: SFTJob) -> None:
+    """Overfitting from the reported evaluations (`kubesft.api.overfitting`); left unset
+    until two evaluations exist, since one says nothing about a trend. Once True it stays
+    True: it says the run overfit at some point, which matters after it recovers too."""
+    history = s.value.metrics.eval_history if s.value.metrics else []
+    if len(history) < 2:
+        return
+    patience = job.spec.evaluation.overfitting_patience
+    found = detect_overfitting(history, patience)
+    if found is not None:
+        s.cond("Overfitting", "True", JobReason.OVERFITTING, found.message())
+        return
+    if any(c.type == "Overfitting" and c.status == "True" for c in s.value.conditions):
+        return  # found on evaluations since dropped from the capped history: still true
+    latest = history[-1]
+    s.cond("Overfitting", "False", JobReason.NOT_OVERFITTING,
+           f"eval loss has not risen for {patience} consecutive evaluations while train loss "
+           f"fell (latest {latest.eval_loss:.4g} at step {latest.step})")  # fmt: skip
+
+
 def derive_job_status(job: SFTJob, facts: JobFacts, now: str) -> SFTJobStatus:
     """WaitingForDataset → (Failed: infeasible) → Queued/Suspended → Running → done."""
     s = _Status(job, now)
@@ -237,5 +261,6 @@ def derive_job_status(job: SFTJob, facts: JobFacts, now: str) -> SFTJobStatus:
         _finish(s, trainer)
     else:
         _active_phase(s, job, trainer)
+    _overfitting_condition(s, job)
     _fingerprint_image(st, trainer, image)
     return st
