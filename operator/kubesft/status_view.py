@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from rich.console import Group, RenderableType
@@ -11,6 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from kubesft.api import SFTJob, SFTJobStatus
+from kubesft.api.job import SFTJobSpec
+from kubesft.operator.build_trainer import OUTPUT_DIR
 
 SPARKS = "▁▂▃▄▅▆▇█"
 PHASE_STYLE = {
@@ -21,6 +24,27 @@ PHASE_STYLE = {
     "Queued": "yellow",
     "WaitingForDataset": "yellow",
 }
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""Control characters but newline and tab: a model's sample may hold escape sequences that
+would move the cursor or recolour the terminal."""
+
+
+def printable(text: str) -> Text:
+    """``text`` as plain rich Text (no markup), control characters shown as ``\\xNN``."""
+    return Text(CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text))
+
+
+def output_location(spec: SFTJobSpec, path: str) -> str:
+    """A path the trainer reported (inside its pod) as the user names it: pvc://claim/path.
+
+    s3:// URLs and paths outside the output mount are returned unchanged.
+    """
+    pvc = spec.output.pvc
+    if pvc is None or not (path == OUTPUT_DIR or path.startswith(OUTPUT_DIR + "/")):
+        return path
+    return f"pvc://{pvc.claim_name}/{path.removeprefix(OUTPUT_DIR).strip('/')}"
 
 
 def sparkline(values: Sequence[float]) -> str:
@@ -45,13 +69,15 @@ def _eta(seconds: int | None) -> str:
 
 
 def _progress(status: SFTJobStatus) -> RenderableType:
+    """Bar, steps, speed and, while it runs, the ETA (a suspended or queued job has none)."""
     p = status.progress
     if p is None:
         return Text("no progress reported yet", style="dim")
     bar = ProgressBar(total=100, completed=p.percent, width=40)
     steps = f"step {p.step}/{p.total_steps or '?'}  {p.percent}%"
     speed = f"{p.tokens_per_second:.0f} tok/s" if p.tokens_per_second else ""
-    line = Text(f"  {steps}  {speed}  {_eta(p.eta_seconds)}".rstrip())
+    eta = _eta(p.eta_seconds) if status.phase == "Running" else ""
+    line = Text(f"  {steps}  {speed}  {eta}".rstrip())
     if p.peak_gpu_memory_gi_b is None:
         return Group(bar, line)
     memory = f"  GPU memory peak {p.peak_gpu_memory_gi_b:.1f} GiB"
@@ -78,7 +104,7 @@ def _conditions(status: SFTJobStatus) -> RenderableType:
         table.add_column(column, style="dim" if column == "condition" else None)
     for c in status.conditions:
         style = "green" if (c.status == "True") != (c.type == "Failed") else "yellow"
-        table.add_row(c.type, Text(c.status, style=style), c.reason, c.message)
+        table.add_row(c.type, Text(c.status, style=style), c.reason, printable(c.message))
     return table
 
 
@@ -90,7 +116,7 @@ def _samples(status: SFTJobStatus) -> RenderableType | None:
     for column in ("prompt", "before", "after"):
         table.add_column(column, overflow="fold")
     for s in ev.samples:
-        table.add_row(s.prompt, s.before, s.after)
+        table.add_row(printable(s.prompt), printable(s.before), printable(s.after))
     return table
 
 
@@ -104,9 +130,10 @@ def render_status(job: SFTJob) -> RenderableType:
     )
     parts: list[RenderableType] = [header, _progress(status), _metrics(status)]
     if status.output:
-        parts.append(Text(f"output: {status.output.path} ({status.output.kind})", style="green"))
+        where = output_location(spec, status.output.path)
+        parts.append(Text(f"output: {where} ({status.output.kind})", style="green"))
     if status.best_checkpoint:
-        parts.append(Text(f"best checkpoint: {status.best_checkpoint}"))
+        parts.append(Text(f"best checkpoint: {output_location(spec, status.best_checkpoint)}"))
     parts.append(_conditions(status))
     samples = _samples(status)
     if samples is not None:

@@ -17,7 +17,7 @@ from kubernetes import client
 
 from tests.support.node_runner import NodeRunner
 from tests.support.operator_process import OperatorProcess
-from tests.support.sft_cluster import ROOT, Cluster
+from tests.support.sft_cluster import CLAIMS, ROOT, Cluster
 from tests.support.tiny_model import build_tiny_model, build_tiny_tokenizer
 
 _NODE_RUNNER = pytest.StashKey[NodeRunner]()
@@ -82,6 +82,8 @@ def cluster(
     crds = kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     assert crds.returncode == 0, crds.stderr
     c = Cluster(kube_api, node_runner, namespace)
+    for claim in CLAIMS:  # the objects; the node runner's directories stand in for volumes
+        c.create_claim(claim)
     models = c.pvc("kubesft-models") / "tiny-llama"
     models.parent.mkdir(parents=True, exist_ok=True)
     if not models.exists():

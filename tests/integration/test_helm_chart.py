@@ -25,6 +25,7 @@ import yaml
 from kubesft.api import parse_object
 from kubesft.operator import build_trainer
 from kubesft.operator.config import ENV_PREFIX, OperatorConfig
+from tests.support.cluster_objects import dataset_inputs
 from tests.support.controlplane import build_binaries, free_port
 from tests.support.invalid_manifests import valid_dataset, valid_job
 from tests.support.operator_process import refusals
@@ -46,6 +47,7 @@ OPERATOR_NEEDS = [
     *[(v, "jobs.batch", "") for v in ("create", "get", "list", "watch", "patch")],
     *[(v, "pods", "") for v in ("get", "list", "watch")],
     *[(v, "configmaps", "") for v in ("create", "get", "patch")],
+    ("get", "persistentvolumeclaims", ""),
     *[(v, "services", "") for v in ("create", "get")],
     *[(v, "serviceaccounts", "") for v in ("create", "get")],
     *[(v, "roles.rbac.authorization.k8s.io", "") for v in ("create", "get")],
@@ -542,7 +544,7 @@ def test_operator_reconciles_with_nothing_but_the_charts_rbac(
     release = install(f"watchNamespaces={{{namespace}}}", f"rbac.clusterScanning={scanning_value}")
     job = valid_job("llama")
     job["spec"]["dataset"] = {"name": "ready-data"}
-    items = [valid_dataset("ready-data"), valid_dataset("fresh-data"), job]
+    items = [*dataset_inputs(), valid_dataset("ready-data"), valid_dataset("fresh-data"), job]
     objects = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
     kubectl("create", "-n", namespace, "-f", "-", input=objects, check=True)
     ready = {"phase": "Ready", "observedGeneration": 1, "location": "pvc://kubesft-data/ready"}
@@ -571,7 +573,14 @@ def test_operator_reconciles_with_nothing_but_the_charts_rbac(
     env = {"KUBESFT_CLUSTER_SCANNING": scanning_value}
     with operator_process(config, namespace, log, **env) as health:
         wait_for("the liveness endpoint", lambda: healthy(health), log)
-        wait_for("the preparation Job", lambda: exists("job/fresh-data-prep-g1"), log)
+        wait_for(
+            "the preparation Job",
+            lambda: (
+                "fresh-data-prep-g1-"
+                in kubectl("get", "jobs", "-n", namespace, "-o", "name").stdout
+            ),
+            log,
+        )
         wait_for(
             "the SFTDataset's status", lambda: bool(field("sftds/fresh-data", ".status.phase")), log
         )

@@ -18,6 +18,7 @@ from tests.support.cluster_objects import (
     CONFIG,
     UNSCHEDULABLE,
     create,
+    ensure_dataset_inputs,
     make_dataset_ready,
     sft_job,
 )
@@ -35,13 +36,15 @@ def conditions(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_dataset_gets_a_prepare_job_once(kube: Kube, namespace: str) -> None:
+    ensure_dataset_inputs(kube, namespace)
     create(kube, namespace, valid_dataset())
     assert reconcile_dataset(kube, CONFIG, namespace, "valid-dataset") == "Validating"
     assert reconcile_dataset(kube, CONFIG, namespace, "valid-dataset") == "Validating"
     jobs = kube.batch.list_namespaced_job(
         namespace, label_selector="kubesft.io/dataset=valid-dataset"
     )
-    assert [j.metadata.name for j in jobs.items] == ["valid-dataset-prep-g1"]
+    (name,) = [j.metadata.name for j in jobs.items]
+    assert name.startswith("valid-dataset-prep-g1-")  # + a digest of the ConfigMap's data
     container = jobs.items[0].spec.template.spec.containers[0]
     assert container.command[:4] == ["python", "-m", "kubesft_trainer", "prepare"]
     assert "--source-path" in container.command and container.image == "kubesft/trainer:test"
@@ -61,7 +64,10 @@ def test_job_waits_for_dataset_then_creates_its_children(kube: Kube, namespace: 
     cm = kube.core.read_namespaced_config_map("job-train-config", namespace)
     assert cm.metadata.owner_references[0].kind == "Job"  # TTL of the Job removes it too
     config = json.loads(cm.data["config.json"])
-    assert config["runtime"]["datasetDir"] == "/data/datasets/valid-dataset/g1"
+    location = kube.get_custom("sftdatasets", namespace, "valid-dataset")["status"]["location"]
+    folder = location.removeprefix("pvc://kubesft-data/")
+    assert config["runtime"]["datasetDir"] == f"/data/{folder}"
+    assert folder.startswith("datasets/valid-dataset/g1-")
     st = status(kube, namespace, "job")
     assert st["startTime"] and conditions(st)["Feasible"]["status"] == "True"
 

@@ -18,6 +18,8 @@ from tests.support.node_runner import NodeRunner
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart"
 TIMEOUT = 240.0
+CLAIMS = ("kubesft-data", "kubesft-models", "kubesft-outputs")
+"""PersistentVolumeClaims the quickstart names (the operator checks that the data claim exists)."""
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
@@ -62,6 +64,13 @@ class Cluster:
 
     def jobs(self, selector: str) -> list[Any]:
         return list(self.batch.list_namespaced_job(self.ns, label_selector=selector).items)
+
+    def create_claim(self, claim: str) -> None:
+        """A PersistentVolumeClaim object (no provisioner binds it; the runner needs none)."""
+        spec = {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}
+        body = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": claim}, "spec": spec}  # fmt: skip
+        self.core.create_namespaced_persistent_volume_claim(self.ns, body)
 
     def pvc(self, claim: str) -> Path:
         return self.runner.pvc_path(self.ns, claim)

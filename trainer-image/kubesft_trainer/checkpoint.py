@@ -8,6 +8,7 @@ Layout of `<output>/checkpoints/step-N/`:
   replicated model also `model.safetensors` + `config.json` (loadable with `from_pretrained`);
 - `scheduler.pt`, `rng-rank<R>.pt` (python, numpy, torch, cuda states);
 - `trainer_state.json`: step, data position, eval loss, early-stopping counters;
+- `run.json`: the run that wrote it (`run_identity`), resumed only by that run;
 - `COMPLETE`, written last.
 Everything is written into `.tmp-step-N` and renamed into place after `COMPLETE`, so a
 crash leaves either no `step-N` or a whole one; leftover `.tmp-*` dirs are removed on
@@ -33,6 +34,8 @@ import torch
 from kubesft.api.report import best_checkpoint
 from kubesft_trainer import sharding
 from kubesft_trainer.data import DataPosition
+from kubesft_trainer.permissions import share_files
+from kubesft_trainer.run_identity import stamp
 
 CHECKPOINTS = "checkpoints"
 COMPLETE = "COMPLETE"
@@ -103,8 +106,10 @@ def save_checkpoint(
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         _write_json(tmp / STATE_FILE, _state_document(progress, created_at))
+        stamp(output_dir, tmp)  # which run wrote it: only that run resumes it
     accelerator.wait_for_everyone()
     if main:
+        share_files(tmp)
         _sync_tree(tmp)
         _write_text(tmp / COMPLETE, created_at + "\n")
         shutil.rmtree(final, ignore_errors=True)

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from kubesft.api.job_status import Fingerprint
 from kubesft.api.report import ExitCode, PrepareTermination, TrainerReason, TrainerTermination
 from kubesft_trainer.config import load_config
 from kubesft_trainer.exit_codes import UserError
+from kubesft_trainer.generations import remove_superseded
 from kubesft_trainer.prepare import DatasetInvalid, prepare_dataset
 from kubesft_trainer.report import run_fingerprint
 from kubesft_trainer.termination import write_termination_message
@@ -53,11 +55,17 @@ def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="where spec.split.evalSource is mounted; overrides it",
     )
+    parser.add_argument(
+        "--keep-generations",
+        help="comma-separated generation folders beside --output to keep; once prepared, "
+        "the other ones (superseded preparations) are removed",
+    )
     _termination_argument(parser)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
     """Prepare an SFTDataset: train/eval JSONL and stats.json into --output."""
+    started = time.time()
     log = _termination_log(args.termination_log)
     try:
         spec = load_dataset_spec(args.spec)
@@ -85,6 +93,11 @@ def run_prepare(args: argparse.Namespace) -> int:
     )
     write_termination_message(log, done)
     print(f"{message}, fingerprint {result.fingerprint[:12]}, in {result.output}")
+    if args.keep_generations is not None:
+        keep = {name for name in args.keep_generations.split(",") if name}
+        removed = remove_superseded(result.output, keep, started=started)
+        if removed:
+            print(f"removed superseded generations: {', '.join(removed)}")
     return ExitCode.OK
 
 
@@ -118,7 +131,7 @@ def run_train(args: argparse.Namespace) -> int:
 
         summary = train(config)
     except UserError as err:  # the spec does not fit the data, the model or the node
-        write_termination_message(log, _failure(TrainerReason.INVALID_INPUT, err, fingerprint))
+        write_termination_message(log, _failure(err.reason, err, fingerprint))
         raise
     except Exception as err:
         write_termination_message(log, _failure(TrainerReason.TRAINING_ERROR, err, fingerprint))

@@ -7,7 +7,7 @@ a bad spec or bad data) and lets the Job's backoff retry anything else.
 
 from __future__ import annotations
 
-from kubesft.api.report import ExitCode
+from kubesft.api.report import ExitCode, TrainerReason
 
 __all__ = ["ExitCode", "UserError"]
 
@@ -15,5 +15,8 @@ __all__ = ["ExitCode", "UserError"]
 class UserError(Exception):
     """A problem the user must fix; its message names the field and says what to change.
 
-    The command line prints it as one line on stderr (no traceback) and exits INVALID.
+    The command line prints it as one line on stderr (no traceback) and exits INVALID;
+    `reason` goes into the termination message (subclasses name their own).
     """
+
+    reason: TrainerReason = TrainerReason.INVALID_INPUT

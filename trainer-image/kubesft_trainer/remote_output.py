@@ -5,12 +5,14 @@ with its pod. So the bucket is checked for writes before any weights load; every
 checkpoint is uploaded as soon as it is complete, `COMPLETE` last, so a half-uploaded
 checkpoint is never resumed (pruned ones are deleted there, `COMPLETE` first); a new pod
 (a Job retry) downloads the latest complete checkpoint with metrics.jsonl and
-samples_before.json before resuming; and the results (model/, merged/, eval.json, …) are
+samples_before.json before resuming (only checkpoints of its own run: `run.json` at the
+prefix names the run, see `run_identity`); and the results (model/, merged/, eval.json, …) are
 uploaded before the run reports Succeeded, whose status then names their s3:// paths.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,6 +23,7 @@ from typing import Any
 from kubesft.api.job import SFTJobSpec
 from kubesft_trainer.checkpoint import CHECKPOINTS, COMPLETE, STEP_DIR, list_checkpoints
 from kubesft_trainer.exit_codes import UserError
+from kubesft_trainer.run_identity import RUN_FILE, RunIdentity, parse_record, require_own
 from kubesft_trainer.s3 import s3_filesystem, split_url
 
 LABEL = "spec.output.url"
@@ -79,6 +82,23 @@ class RemoteOutput:
         with self._errors("upload results to"):
             self._put(_result_files(output_dir), output_dir)
 
+    def claim(self, run: RunIdentity) -> None:
+        """Refuse a prefix holding another run's checkpoints (OutputInUse); else record this run.
+
+        Checked before `restore`, so a new run never downloads another run's checkpoint.
+        """
+        key = self._key(RUN_FILE)
+        with self._errors("read"):
+            try:
+                self.fs.invalidate_cache()  # another pod may have written since this one listed
+                record: dict[str, Any] | None = parse_record(self.fs.cat(key).decode())
+            except FileNotFoundError:
+                record = None
+            require_own(run, record, where=f"{LABEL} {self.url}", has_outputs=bool(
+                record is None and self._complete_steps()))  # fmt: skip
+            if record is None:
+                self.fs.pipe(key, json.dumps(run.document(), indent=2).encode() + b"\n")
+
     def restore(self, output_dir: Path) -> int | None:
         """Download the latest complete remote checkpoint (and RESUME_FILES); its step."""
         with self._errors("read"):
@@ -100,7 +120,7 @@ class RemoteOutput:
                     self.fs.get(key, str(tmp / relative))
             self.fs.get(f"{remote}/{COMPLETE}", str(tmp / COMPLETE))
             tmp.rename(final)
-            for name in RESUME_FILES:
+            for name in (*RESUME_FILES, RUN_FILE):  # run.json: the scratch is this run's
                 if self.fs.exists(self._key(name)):
                     self.fs.get(self._key(name), str(output_dir / name))
             return step

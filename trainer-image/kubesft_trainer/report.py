@@ -10,7 +10,6 @@ Three channels, from most to least durable:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -31,6 +30,7 @@ from kubesft.api.job_status import (
 from kubesft.api.report import TrainerReport, TrainerTermination, best_checkpoint
 from kubesft.api.runtime import TrainerConfig
 from kubesft_trainer.results import PLOT_FILE, eval_metrics, rounded, write_loss_plot
+from kubesft_trainer.run_identity import config_fingerprint
 from kubesft_trainer.sinks import MetricsSink, ProgressSink, RateLimitedSink, write_atomic
 from kubesft_trainer.termination import write_termination_message
 from kubesft_trainer.tracking.base import finish_trackers, tracking_status
@@ -279,13 +279,13 @@ def _progress(record: Mapping[str, Any]) -> Progress:
 
 
 def run_fingerprint(config: TrainerConfig) -> Fingerprint:
-    """`status.fingerprint` as the trainer knows it: the dataset's fingerprint and the sha256
-    of the resolved config (spec with defaults, and runtime) as sorted JSON. The image part
-    is the operator's to fill (only the node knows the digest it ran)."""
-    config_json = json.dumps(config.model_dump(by_alias=True, mode="json"), sort_keys=True)
+    """`status.fingerprint` as the trainer knows it: the dataset's fingerprint and the
+    config's (`run_identity.config_fingerprint`: what a started job may not change, the same
+    value its checkpoints are bound to). The image part is the operator's to fill (only the
+    node knows the digest it ran)."""
     return Fingerprint(
         dataset=config.runtime.dataset_fingerprint,
-        config=hashlib.sha256(config_json.encode()).hexdigest(),
+        config=config_fingerprint(config.spec),
     )
 
 

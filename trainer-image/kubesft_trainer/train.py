@@ -52,10 +52,12 @@ from kubesft_trainer.model import (
     model_source,
     peft_quietly,
 )
+from kubesft_trainer.output_claim import MODEL_DIR, claim_output, require_resumable
+from kubesft_trainer.permissions import share_files
 from kubesft_trainer.remote_output import RemoteOutput
+from kubesft_trainer.run_identity import RunIdentity
 from kubesft_trainer.tracking import open_trackers
 
-MODEL_DIR = "model"
 MERGED_DIR = "merged"
 CONFIG_FILE = "config.json"
 PROGRESS_FILE = "progress.json"
@@ -83,12 +85,14 @@ def train(config: TrainerConfig) -> TrainerTermination | None:
     spec = config.spec
     accelerator, precision = start_accelerator(config)
     set_seed(spec.training.seed)  # the same adapter initialization on every rank
-    remote = open_remote_output(config, accelerator)
+    run = RunIdentity.of(config)
+    remote = open_remote_output(config, accelerator, run)
+    claim_output(config, accelerator, run)
     source = model_source(spec, config.runtime)
     inputs = load_inputs(config, source, accelerator, precision)
     session = build_session(config, inputs, source, accelerator, precision)
     session.remote = remote
-    progress = start_or_resume(session)
+    progress = start_or_resume(session, run)
     session.reporter = open_reporter(config, accelerator, resume_step=progress.step)
     prompts, references = evaluate.eval_prompts(inputs.eval_rows, spec.evaluation.samples)
     before = samples_before(session, inputs, prompts, fresh=progress.step == 0)
@@ -126,11 +130,14 @@ def train(config: TrainerConfig) -> TrainerTermination | None:
     return summary
 
 
-def open_remote_output(config: TrainerConfig, accelerator: Accelerator) -> RemoteOutput | None:
-    """The s3 mirror of `spec.output.url`: writable, and its latest checkpoint restored."""
+def open_remote_output(
+    config: TrainerConfig, accelerator: Accelerator, run: RunIdentity
+) -> RemoteOutput | None:
+    """The s3 mirror of `spec.output.url`: writable, this run's, its latest checkpoint restored."""
     remote = RemoteOutput.for_spec(config.spec)
     if remote is not None and accelerator.is_main_process:
         remote.check_writable()
+        remote.claim(run)
         step = remote.restore(Path(config.runtime.output_dir))
         if step is not None:
             print(f"restored checkpoint step-{step} from {remote.url}", flush=True)
@@ -267,8 +274,8 @@ def _warn_if_infeasible(spec: Any, estimate: dict[str, Any], accelerator: Any) -
         print(f"warning: preflight: {problem}", file=sys.stderr, flush=True)
 
 
-def start_or_resume(session: Session) -> Progress:
-    """Resume from the latest complete checkpoint in the output directory, if any."""
+def start_or_resume(session: Session, run: RunIdentity) -> Progress:
+    """Resume from the latest complete checkpoint of this run in the output directory, if any."""
     acc, output_dir = session.accelerator, session.output_dir
     if acc.is_main_process:
         checkpoint.remove_incomplete(output_dir)
@@ -276,6 +283,7 @@ def start_or_resume(session: Session) -> Progress:
     records = checkpoint.list_checkpoints(output_dir)
     if not records:
         return Progress(step=0, position=DataPosition(), world_size=acc.num_processes)
+    require_resumable(run, session.spec, records[-1].path)
     progress = checkpoint.resume_from(
         records[-1], acc, session.model, session.optimizer, session.scheduler
     )
@@ -370,9 +378,11 @@ def save_outputs(
     (output_dir / CONFIG_FILE).write_text(json.dumps(resolved, indent=2) + "\n", "utf-8")
     preflight_doc = json.dumps(inputs.preflight, indent=2, default=str)
     (output_dir / PREFLIGHT_FILE).write_text(preflight_doc + "\n", "utf-8")
+    share_files(model_dir)
     if is_adapter and config.spec.output.merge_adapter:
         merged_dir = output_dir / MERGED_DIR
         merge_adapter(source, model_dir, merged_dir, inputs)
+        share_files(merged_dir)
         return OutputInfo(path=str(merged_dir), kind="merged")
     return OutputInfo(path=str(model_dir), kind="adapter" if is_adapter else "full")
 

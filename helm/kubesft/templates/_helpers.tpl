@@ -67,7 +67,8 @@ operator needs a new line here.
 - apiGroups: ["batch"]
   resources: ["jobs/finalizers"]
   verbs: ["update"]
-# Trainer and preparation Jobs: create, watch, suspend/resume (patch).
+# Trainer and preparation Jobs: create, watch, suspend/resume (patch); a superseded
+# preparation Job is retired by patching its deadline and TTL (no delete).
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["create", "get", "list", "watch", "patch"]
@@ -75,10 +76,15 @@ operator needs a new line here.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
-# The trainer's spec ConfigMap; patch re-parents it to the Job.
+# Trainer and preparation spec ConfigMaps; patch re-parents each to its Job. `get` also
+# reads an SFTDataset's ConfigMap source (its content keys the preparation).
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["create", "get", "patch"]
+# SFTDataset source and data claims: checked to exist (SourceNotFound names a missing one).
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get"]
 # Headless Service (multi-node) and the trainer's ServiceAccount.
 - apiGroups: [""]
   resources: ["services", "serviceaccounts"]

@@ -146,6 +146,10 @@ class PVCLocation(APIModel):
     path: RelativePath = ""
     """Path inside the volume: relative, without '..' (empty means the volume root)."""
 
+    def uri(self) -> str:
+        """`pvc://claim/path`, the form status and messages name a location in."""
+        return f"pvc://{self.claim_name}/{self.path.strip('/')}"
+
 
 Phase = str
 ConditionStatus = Literal["True", "False", "Unknown"]

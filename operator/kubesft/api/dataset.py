@@ -238,6 +238,10 @@ class DatasetStats(StatusModel):
     """Near-duplicates, contradictions, short answers and length outliers."""
 
 
+SOURCE_NOT_FOUND = "SourceNotFound"
+"""Ready condition reason: a ConfigMap, key or claim the dataset needs does not exist."""
+
+
 class SFTDatasetStatus(StatusModel):
     """Observed state of an SFTDataset."""
 
@@ -250,4 +254,8 @@ class SFTDatasetStatus(StatusModel):
     """sha256 of the normalized data; changes when the data does."""
     location: str | None = None
     """Where the prepared data lives (pvc://claim/path or a URL)."""
+    revision: str | None = None
+    """Preparation key this status describes: `g<generation>`, plus `-<digest>` of the
+    ConfigMap source contents and the `kubesft.io/refresh` annotation when there are any.
+    A new key (a ConfigMap edit, a new annotation value) prepares the data again."""
     observed_generation: int | None = None

@@ -26,6 +26,9 @@ class TrainerRuntime(BaseModel):
     """Local folder (or GGUF file) of the base model when it is mounted; else spec.model.name."""
     job_name: str = ""
     namespace: str = ""
+    job_uid: str = ""
+    """metadata.uid of the SFTJob: the run that the output directory and its checkpoints
+    belong to (`kubesft_trainer.run_identity`); empty when the trainer runs by hand."""
     termination_log: str = "/dev/termination-log"
     """Where the final JSON summary (<= 4 KB) is written for the operator."""
     progress_interval_seconds: float = Field(default=5.0, ge=0.0)

@@ -1,8 +1,13 @@
-"""Pure builders: an SFTDataset → its preparation Job and the ConfigMap it reads."""
+"""Pure builders: an SFTDataset → its preparation Job and the ConfigMap it reads.
+
+Each takes the preparation key (`dataset_source.preparation_key`): the generation of the
+spec plus a digest of the source contents, which names the Job and the data folder.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from kubesft.api import SFTDataset
@@ -31,13 +36,13 @@ SOURCE_DIR = "/source"
 EVAL_SOURCE_DIR = "/eval-source"
 
 
-def storage(dataset: SFTDataset, config: OperatorConfig) -> PVCLocation:
-    """Where this generation's prepared data goes."""
-    name, generation = dataset.metadata.name or "", dataset.metadata.generation or 1
+def storage(dataset: SFTDataset, config: OperatorConfig, key: str) -> PVCLocation:
+    """Where the data prepared under ``key`` goes."""
+    name = dataset.metadata.name or ""
     base = dataset.spec.storage
     claim = base.claim_name if base else config.data_claim
     return PVCLocation(
-        claim_name=claim, path=names.dataset_path(name, generation, base.path if base else "")
+        claim_name=claim, path=names.dataset_path(name, key, base.path if base else "")
     )
 
 
@@ -68,14 +73,14 @@ def _source_env(source: DataSource | None) -> list[dict[str, Any]]:
     return []
 
 
-def build_config_map(dataset: SFTDataset) -> dict[str, Any]:
-    name, generation = dataset.metadata.name or "", dataset.metadata.generation or 1
+def build_config_map(dataset: SFTDataset, key: str) -> dict[str, Any]:
+    name = dataset.metadata.name or ""
     spec_json = json.dumps(dataset.spec.to_manifest(), sort_keys=True)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": child_metadata(
-            names.prepare_config(name, generation),
+            names.prepare_config(name, key),
             dataset.metadata.namespace or "",
             names.dataset_labels(name),
             owner_reference("SFTDataset", dataset.metadata),
@@ -84,8 +89,12 @@ def build_config_map(dataset: SFTDataset) -> dict[str, Any]:
     }
 
 
-def prepare_command(dataset: SFTDataset, config: OperatorConfig) -> list[str]:
-    out = join(DATA_DIR, storage(dataset, config).path)
+def prepare_command(
+    dataset: SFTDataset, config: OperatorConfig, key: str, keep: Sequence[str] = ()
+) -> list[str]:
+    """`prepare` into the key's folder; once done it removes the other prepared generations
+    of this dataset but ``keep`` (folder names that running SFTJobs read)."""
+    out = join(DATA_DIR, storage(dataset, config, key).path)
     cmd = [
         config.python,
         "-m",
@@ -95,6 +104,7 @@ def prepare_command(dataset: SFTDataset, config: OperatorConfig) -> list[str]:
         f"{CONFIG_DIR}/dataset.json",
     ]
     cmd += ["--output", out, "--termination-log", TERMINATION_LOG]
+    cmd += ["--keep-generations", ",".join(sorted({key, *keep}))]
     _, _, source_path = _mounted_source(dataset.spec.source, "source", SOURCE_DIR)
     if source_path:
         cmd += ["--source-path", source_path]
@@ -106,12 +116,13 @@ def prepare_command(dataset: SFTDataset, config: OperatorConfig) -> list[str]:
     return cmd
 
 
-def build_job(dataset: SFTDataset, config: OperatorConfig) -> dict[str, Any]:
+def build_job(
+    dataset: SFTDataset, config: OperatorConfig, key: str, keep: Sequence[str] = ()
+) -> dict[str, Any]:
     spec, name = dataset.spec, dataset.metadata.name or ""
-    generation = dataset.metadata.generation or 1
-    store = storage(dataset, config)
+    store = storage(dataset, config, key)
     volumes = [
-        config_volume("config", names.prepare_config(name, generation)),
+        config_volume("config", names.prepare_config(name, key)),
         pvc_volume("data", store.claim_name),
     ]
     mounts = [mount("config", CONFIG_DIR, read_only=True), mount("data", DATA_DIR)]
@@ -127,7 +138,7 @@ def build_job(dataset: SFTDataset, config: OperatorConfig) -> dict[str, Any]:
         "name": names.PREPARE_CONTAINER,
         "image": spec.image or config.trainer_image,
         "imagePullPolicy": config.image_pull_policy,
-        "command": prepare_command(dataset, config),
+        "command": prepare_command(dataset, config, key, keep),
         "env": [
             env_value("PYTHONUNBUFFERED", "1"),
             *_source_env(spec.source),
@@ -143,7 +154,7 @@ def build_job(dataset: SFTDataset, config: OperatorConfig) -> dict[str, Any]:
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": child_metadata(
-            names.prepare_job(name, generation),
+            names.prepare_job(name, key),
             dataset.metadata.namespace or "",
             names.dataset_labels(name),
             owner_reference("SFTDataset", dataset.metadata),

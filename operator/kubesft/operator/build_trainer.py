@@ -69,6 +69,7 @@ def trainer_config(job: SFTJob, inputs: TrainerInputs) -> TrainerConfig:
         model_path=model_path,
         job_name=job.metadata.name or "",
         namespace=job.metadata.namespace or "",
+        job_uid=job.metadata.uid or "",
         termination_log=TERMINATION_LOG,
         progress_interval_seconds=inputs.config.progress_interval_seconds,
         dataset_fingerprint=inputs.dataset_fingerprint,

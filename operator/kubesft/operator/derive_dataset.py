@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from kubesft.api import SFTDataset, SFTDatasetStatus
 from kubesft.api.base import ConditionStatus
-from kubesft.api.dataset import DatasetStats, RowError
+from kubesft.api.dataset import SOURCE_NOT_FOUND, DatasetStats, RowError
 from kubesft.api.report import ExitCode, PrepareTermination, TrainerReason
 from kubesft.operator.conditions import set_condition
 from kubesft.operator.observe import ObservedJob, Termination
@@ -34,22 +36,38 @@ def _rows(errors: list[RowError], limit: int = 5) -> str:
 
 
 def derive_dataset_status(
-    dataset: SFTDataset, job: ObservedJob | None, location: str, now: str
+    dataset: SFTDataset,
+    job: ObservedJob | None,
+    location: str,
+    now: str,
+    *,
+    revision: str | None = None,
+    missing: Sequence[str] = (),
 ) -> SFTDatasetStatus:
-    """Pending → Validating → Ready | Failed, for the dataset's current generation."""
+    """Pending → Validating → Ready | Failed, for the dataset's current generation.
+
+    ``revision`` is the preparation key (`dataset_source`); ``missing`` names source objects
+    that do not exist (Failed, SourceNotFound, until they do).
+    """
     current = dataset.status or SFTDatasetStatus()
     generation = dataset.metadata.generation
     status = current.model_copy(deep=True)
     status.observed_generation = generation
+    status.revision = revision
 
     def ready(state: ConditionStatus, reason: str, message: str) -> None:
         status.conditions = set_condition(
             status.conditions, "Ready", state, reason, message, generation, now
         )
 
+    if missing:
+        status.phase = "Failed"
+        ready("False", SOURCE_NOT_FOUND, "; ".join(missing))
+        return status
+
     if job is None:
         if current.observed_generation == generation and current.phase in ("Ready", "Failed"):
-            return current  # finished earlier; its Job may have been cleaned up since
+            return current.model_copy(update={"revision": revision})  # finished earlier
         status.phase = "Pending"
         ready("False", "Preparing", "the preparation Job is being created")
         return status

@@ -93,6 +93,10 @@ class Kube:
                 self.rbac.read_namespaced_role_binding,
             ),
             "Job": (self.batch.create_namespaced_job, self.batch.read_namespaced_job),
+            "PersistentVolumeClaim": (
+                self.core.create_namespaced_persistent_volume_claim,
+                self.core.read_namespaced_persistent_volume_claim,
+            ),
         }
         return table[kind]
 
@@ -136,6 +140,11 @@ class Kube:
             label_selector=f"batch.kubernetes.io/job-name={job_name}",
         )
         items: list[Manifest] = pods.get("items") or []
+        return items
+
+    def list_jobs(self, namespace: str, label_selector: str) -> list[Manifest]:
+        jobs = self._json(self.batch.list_namespaced_job, namespace, label_selector=label_selector)
+        items: list[Manifest] = jobs.get("items") or []
         return items
 
     def patch_job(self, namespace: str, name: str, patch: Manifest) -> None:

@@ -6,6 +6,8 @@ what it created before instead of creating a duplicate.
 
 from __future__ import annotations
 
+import hashlib
+
 GROUP_LABEL = "kubesft.io"
 LABEL_JOB = "kubesft.io/job"
 LABEL_DATASET = "kubesft.io/dataset"
@@ -36,18 +38,32 @@ def trainer_account(job: str) -> str:
     return f"{job}-trainer"
 
 
-def prepare_job(dataset: str, generation: int) -> str:
-    return f"{dataset}-prep-g{generation}"
+MAX_LABEL_VALUE = 63
+"""Job names become the `job-name` label of their pods, so they stay within a label value."""
 
 
-def prepare_config(dataset: str, generation: int) -> str:
-    return f"{dataset}-prep-g{generation}"
+def prepare_job(dataset: str, key: str) -> str:
+    """`<dataset>-prep-<key>` (key: `g<generation>[-<source digest>]`, `dataset_source`); a
+    name that would pass 63 characters gets a hash of the key instead."""
+    name = f"{dataset}-prep-{key}"
+    if len(name) <= MAX_LABEL_VALUE:
+        return name
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{dataset}-prep-{digest[: MAX_LABEL_VALUE - len(dataset) - 6]}"
 
 
-def dataset_path(dataset: str, generation: int, base: str = "") -> str:
+def prepare_config(dataset: str, key: str) -> str:
+    return prepare_job(dataset, key)
+
+
+def dataset_stem(dataset: str, base: str = "") -> str:
+    """Folder of every prepared generation of one SFTDataset inside the data volume."""
+    return base.strip("/") or f"datasets/{dataset}"
+
+
+def dataset_path(dataset: str, key: str, base: str = "") -> str:
     """Folder of one prepared generation inside the data volume."""
-    stem = base.strip("/") or f"datasets/{dataset}"
-    return f"{stem}/g{generation}"
+    return f"{dataset_stem(dataset, base)}/{key}"
 
 
 def job_labels(job: str) -> dict[str, str]:

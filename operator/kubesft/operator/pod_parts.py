@@ -106,7 +106,7 @@ def join(base: str, relative: str) -> str:
 
 
 def location_uri(loc: PVCLocation) -> str:
-    return f"pvc://{loc.claim_name}/{loc.path.strip('/')}"
+    return loc.uri()
 
 
 def parse_location(uri: str) -> PVCLocation:

@@ -14,6 +14,7 @@ from kubesft.api import SFT_DATASET, SFT_JOB, InvalidSpec
 from kubesft.api.job_status import is_finished
 from kubesft.operator import names
 from kubesft.operator.config import OperatorConfig
+from kubesft.operator.dataset_source import follows_source
 from kubesft.operator.kube import Kube, now_rfc3339
 from kubesft.operator.metrics import RECONCILE_SECONDS, RECONCILES, PhaseBook
 from kubesft.operator.reconcile_dataset import reconcile_dataset
@@ -213,7 +214,8 @@ class Reconciler:
         return at is None or now - at >= self.config.resync_seconds
 
     def resync(self, namespaces: list[str] | None) -> None:
-        """Queue every unfinished resource: the safety net when an event was missed.
+        """Queue every unfinished resource: the safety net when an event was missed; and
+        SFTDatasets whose ConfigMap source may have changed (no event tells).
 
         Resources that events reconciled within the last period are left out: an event
         missed after that reconcile is caught by the next pass (at most two periods late).
@@ -222,7 +224,8 @@ class Reconciler:
         for ns in namespaces or [None]:  # type: ignore[list-item]
             for obj in self.kube.list_custom(SFT_DATASET.plural, ns):
                 phase = (obj.get("status") or {}).get("phase")
-                if phase not in ("Ready", "Failed") and self._stale(SFT_DATASET.kind, obj, now):
+                settled = phase in ("Ready", "Failed") and not follows_source(obj)
+                if not settled and self._stale(SFT_DATASET.kind, obj, now):
                     self.enqueue(
                         SFT_DATASET.kind, obj["metadata"]["namespace"], obj["metadata"]["name"]
                     )
