@@ -33,6 +33,7 @@ from kubesft.api.runtime import TrainerConfig
 from kubesft_trainer.results import PLOT_FILE, eval_metrics, rounded, write_loss_plot
 from kubesft_trainer.sinks import MetricsSink, ProgressSink, RateLimitedSink, write_atomic
 from kubesft_trainer.termination import write_termination_message
+from kubesft_trainer.tracking.base import finish_trackers, tracking_status
 
 if TYPE_CHECKING:  # keeps this module free of torch, which evaluate imports
     from kubesft_trainer.evaluate import EvalResult
@@ -159,6 +160,7 @@ class Reporter:
             metrics=self.metrics,
             checkpoints=list(self.checkpoints) or None,
             best_checkpoint=best.path if best is not None else None,
+            tracking=tracking_status(self.metric_sinks),
         )
 
     def finish(self, summary: TrainerTermination, *, plot: bool = True) -> TrainerTermination:
@@ -176,6 +178,7 @@ class Reporter:
                 **summary.model_dump(exclude_unset=True),
             }
         )
+        finish_trackers(self.metric_sinks, self.output_dir, final.status_fields())
         self._send(final, force=True)
         write_termination_message(self.termination_log, final)
         self.close()

@@ -35,6 +35,7 @@ from kubesft_trainer import checkpoint, data, evaluate, preflight, report, resul
 from kubesft_trainer.checkpoint import Progress
 from kubesft_trainer.config import HALF_DTYPES, Precision, RunPlan, plan_run, resolve_precision
 from kubesft_trainer.data import DataPosition, MicroBatchPlan
+from kubesft_trainer.held_out import describe_score, held_out_score
 from kubesft_trainer.kube_status import KubeStatusSink
 from kubesft_trainer.loop import (
     Session,
@@ -52,6 +53,7 @@ from kubesft_trainer.model import (
     peft_quietly,
 )
 from kubesft_trainer.remote_output import RemoteOutput
+from kubesft_trainer.tracking import open_trackers
 
 MODEL_DIR = "model"
 MERGED_DIR = "merged"
@@ -109,6 +111,9 @@ def train(config: TrainerConfig) -> TrainerTermination | None:
                 session.output_dir, before, after, prompts, final, references=references
             )
             evaluation = results.evaluation_status(final, prompts, before, after)
+            evaluation.held_out = held_out_score(before, after, references)
+            if evaluation.held_out is not None:
+                print(describe_score(evaluation.held_out), flush=True)
         if remote is not None:  # uploaded before the run may say Succeeded
             session.reporter.write_plot()
             remote.upload_results(session.output_dir)
@@ -196,6 +201,7 @@ def open_reporter(
         runtime.termination_log,
         min_interval_s=runtime.progress_interval_seconds,
         resume_step=resume_step,
+        metric_sinks=open_trackers(config, output_dir, resume_step=resume_step),
     )
 
 

@@ -22,6 +22,7 @@ from kubesft.api.chat_template import ChatTemplate
 from kubesft.api.dataset import URL_PATTERN
 from kubesft.api.formats import ImageReference, ObjectName, RelativePath
 from kubesft.api.resources import Resources
+from kubesft.api.tracking import Tracking
 
 MethodType = Literal["lora", "qlora", "full"]
 LossOn = Literal["assistant", "completion", "all"]
@@ -295,6 +296,8 @@ class SFTJobSpec(APIModel):
     checkpoints: Checkpoints = Field(default_factory=Checkpoints)
     output: Output
     resources: Resources = Field(default_factory=Resources)
+    tracking: Tracking = Field(default_factory=Tracking)
+    """Experiment trackers (MLflow) besides the TensorBoard files every run writes."""
     image: ImageReference | None = None
     """Trainer image; defaults to the operator's configured image."""
     suspend: bool = False

@@ -8,6 +8,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from kubesft.api.base import Condition, StatusModel
+from kubesft.api.held_out import HeldOutScore
+from kubesft.api.tracking import TrackingStatus
 
 JobPhase = Literal[
     "Pending", "WaitingForDataset", "Queued", "Running", "Succeeded", "Failed", "Suspended"
@@ -133,6 +135,8 @@ class EvaluationResult(StatusModel):
     perplexity: float | None = None
     token_accuracy: float | None = None
     samples: list[Sample] = Field(default_factory=list)
+    held_out: HeldOutScore | None = None
+    """Exact match of the samples' answers against their references, before and after."""
 
 
 class OutputInfo(StatusModel):
@@ -148,6 +152,11 @@ class Preflight(StatusModel):
     estimated_gpu_memory_gi_b: float | None = Field(default=None, alias="estimatedGpuMemoryGiB")
     estimated_tokens: int | None = None
     truncated_fraction: float | None = None
+    per_turn_conversations: int | None = None
+    """Conversations trained one assistant turn per example, because the chat template
+    renders earlier turns differently once later turns exist (Qwen3, gpt-oss, ...)."""
+    per_turn_examples_added: int | None = None
+    """Examples those conversations added beyond one each."""
 
 
 class Fingerprint(StatusModel):
@@ -180,6 +189,8 @@ class SFTJobStatus(StatusModel):
     start_time: str | None = None
     completion_time: str | None = None
     fingerprint: Fingerprint | None = None
+    tracking: TrackingStatus | None = None
+    """The run's id in the experiment trackers (spec.tracking), set when it starts."""
     observed_generation: int | None = None
     """The metadata.generation now in effect: its status was derived and what it changed
     was applied to the children. A finished job is not reconciled again, so an edit made

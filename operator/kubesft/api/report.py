@@ -33,6 +33,7 @@ from kubesft.api.job_status import (
     Preflight,
     Progress,
 )
+from kubesft.api.tracking import TrackingStatus
 
 TERMINATION_MESSAGE_BYTES = 4096
 """Kubernetes keeps at most this much of a container's termination message."""
@@ -93,6 +94,8 @@ class TrainerReport(StatusModel):
     output: OutputInfo | None = None
     preflight: Preflight | None = None
     fingerprint: Fingerprint | None = None
+    tracking: TrackingStatus | None = None
+    """The run's ids in the experiment trackers of `spec.tracking`."""
 
     def status_fields(self) -> dict[str, Any]:
         """The set fields as a camelCase `SFTJob.status` merge patch (JSON types only)."""
