@@ -39,6 +39,8 @@ class JobFacts:
     trainer: ObservedJob | None
     infeasible: str | None = None
     """Why the request cannot run (checked before any trainer pod exists)."""
+    feasible: str | None = None
+    """How it fits when it can: the strategy and the per-GPU memory estimate."""
 
 
 class _Status:
@@ -251,8 +253,8 @@ def derive_job_status(job: SFTJob, facts: JobFacts, now: str) -> SFTJobStatus:
             s.cond("Failed", "True", JobReason.INFEASIBLE, facts.infeasible)
             st.completion_time = now
             return st
-        s.cond("Feasible", "True", JobReason.FEASIBLE,
-               "the request fits the cluster; creating the trainer Job")  # fmt: skip
+        fits = f"{facts.feasible}; " if facts.feasible else "the request fits the cluster; "
+        s.cond("Feasible", "True", JobReason.FEASIBLE, f"{fits}creating the trainer Job")
         st.phase = "Pending"
         return st
     _observe_trainer(st, trainer, now)

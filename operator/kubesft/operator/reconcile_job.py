@@ -128,8 +128,8 @@ def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str)
         # The dataset matters only until the trainer exists (its location is in the
         # ConfigMap from then on), so it is read only here.
         dataset = _dataset(kube, job)
-        infeasible = assess(job, config).problem
-        facts = JobFacts(dataset, None, infeasible)
+        assessment = assess(job, config)
+        facts = JobFacts(dataset, None, assessment.problem, assessment.message)
         plan = plan_job(job, facts, now_rfc3339(), previous=previous)
         if plan.create_trainer and dataset is not None:
             problems = precheck(job, dataset)

@@ -57,6 +57,13 @@ def test_ready_and_feasible_is_pending_creation() -> None:
     assert st.phase == "Pending" and conditions(st)["Feasible"][0] == "True"
 
 
+def test_feasible_names_the_strategy_and_the_per_gpu_estimate() -> None:
+    fits = "sharded (fsdp) over 16 GPUs, ~20.8 GiB per GPU"
+    st = derive_job_status(job(), JobFacts(dataset(READY), None, None, fits), NOW)
+    assert conditions(st)["Feasible"][:2] == ("True", "Feasible")
+    assert conditions(st)["Feasible"][2].startswith(fits)
+
+
 def test_running_queued_and_suspended() -> None:
     ready = dataset(READY)
     running = derive_job_status(job(), JobFacts(ready, observed(running_pods=1)), NOW)
