@@ -22,6 +22,7 @@ from kubesft.api.errors import InvalidSpec, validate_model
 from kubesft_trainer import exit_codes
 from kubesft_trainer.config import load_config
 from kubesft_trainer.exit_codes import UserError
+from kubesft_trainer.health import RunStopped
 from kubesft_trainer.prepare import DatasetInvalid, prepare_dataset, summarize
 
 TERMINATION_LOG = Path("/dev/termination-log")
@@ -100,6 +101,9 @@ def run_train(args: argparse.Namespace) -> int:
         from kubesft_trainer.train import train
 
         summary = train(config)
+    except RunStopped as err:  # preempted, hung or diverged: train() wrote the report
+        print(f"{err.reason}: {err}", file=sys.stderr, flush=True)
+        return err.exit_code
     except UserError as err:  # the spec does not fit the data, the model or the node
         _write_termination(log, _failure("InvalidInput", str(err)))
         raise

@@ -18,10 +18,12 @@ With `spec.output.url` the directory is local scratch mirrored to the bucket
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from kubesft.api.runtime import TrainerConfig
-from kubesft_trainer import checkpoint, data, evaluate, preflight, report
+from kubesft_trainer import checkpoint, data, evaluate, health, preflight, report
 from kubesft_trainer.checkpoint import Progress
 from kubesft_trainer.config import HALF_DTYPES, Precision, RunPlan, plan_run, resolve_precision
 from kubesft_trainer.data import DataPosition, MicroBatchPlan
@@ -94,7 +96,8 @@ def train(config: TrainerConfig) -> dict[str, Any]:
     if progress.step == 0:
         _evaluate_before(session)
         set_seed(spec.training.seed + accelerator.process_index)  # dropout/noise differ by rank
-    progress = train_loop(session, progress)
+    with guard_run(session, config, progress.step):
+        progress = train_loop(session, progress)
     final = session.last_eval
     if session.eval_batches is not None and session.last_eval_step != progress.step:
         final = evaluate_all_ranks(session)  # resumed after the last step: evaluate again
@@ -118,6 +121,42 @@ def train(config: TrainerConfig) -> dict[str, Any]:
         summary = session.reporter.finish(summary, plot=remote is None)
     accelerator.wait_for_everyone()
     return summary
+
+
+@contextlib.contextmanager
+def guard_run(session: Session, config: TrainerConfig, step: int) -> Iterator[None]:
+    """The training loop under the SIGTERM handler and the hang watchdog (`health.py`).
+
+    A run stopped early (preempted, diverged) leaves its report and reason as the
+    termination message before the exception reaches the CLI.
+    """
+    timeout = config.spec.training.hang_timeout_seconds
+    if timeout:
+        session.watchdog = health.HangWatchdog(
+            timeout, health.exit_hung(lambda message: _stopped(session, config, "Hung", message))
+        )
+        session.watchdog.start(step)
+    session.stop.install()
+    try:
+        yield
+    except health.RunStopped as err:
+        _stopped(session, config, err.reason, str(err))
+        raise
+    finally:
+        session.stop.uninstall()
+        if session.watchdog is not None:
+            session.watchdog.stop()
+
+
+def _stopped(session: Session, config: TrainerConfig, reason: str, message: str) -> None:
+    """Report and write the termination message of a run that ends before its last step."""
+    # A preempted job goes on in the Job's next pod; the others end here.
+    phase = "Running" if reason == health.Preempted.reason else "Failed"
+    summary = {"phase": phase, "reason": reason, "message": message}
+    if session.reporter is not None:
+        session.reporter.finish(summary)
+    else:
+        report.write_termination_message(config.runtime.termination_log, summary)
 
 
 def open_remote_output(config: TrainerConfig, accelerator: Accelerator) -> RemoteOutput | None:

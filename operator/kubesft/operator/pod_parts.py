@@ -88,22 +88,32 @@ def resources(
     return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
 
 
-# Exit code of the trainer and of `prepare` for bad configuration or data.
+# Exit codes of the trainer image (kubesft_trainer/exit_codes.py).
 EXIT_INVALID = 2
+"""Bad configuration or data (trainer and `prepare`)."""
+EXIT_NUMERICAL_INSTABILITY = 4
+"""The trainer's loss or gradient norm went non-finite."""
+EXIT_PREEMPTED = 75
+"""The trainer checkpointed on SIGTERM and exited."""
 
 
-def pod_failure_policy(container: str) -> dict[str, Any]:
-    """Preemption and node drains are not the job's fault; bad config/data never heals."""
-    return {
-        "rules": [
-            {
-                "action": "FailJob",
-                "onExitCodes": {
-                    "containerName": container,
-                    "operator": "In",
-                    "values": [EXIT_INVALID],
-                },
-            },
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
-        ]
-    }
+def pod_failure_policy(container: str, *, trainer: bool = False) -> dict[str, Any]:
+    """Preemption and node drains are not the job's fault; bad config/data never heals.
+
+    For the trainer also: a divergence fails at once (the retry would diverge the same
+    way), and a pod that checkpointed on SIGTERM is replaced without counting against
+    `backoffLimit` (a drain by `kubectl drain` or a spot reclaim may come without the
+    DisruptionTarget condition that the eviction API and the scheduler's preemption add).
+    """
+    fail = [EXIT_INVALID, EXIT_NUMERICAL_INSTABILITY] if trainer else [EXIT_INVALID]
+    rules: list[dict[str, Any]] = [
+        {
+            "action": "FailJob",
+            "onExitCodes": {"containerName": container, "operator": "In", "values": fail},
+        },
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+    ]
+    if trainer:
+        ignore = {"containerName": container, "operator": "In", "values": [EXIT_PREEMPTED]}
+        rules.append({"action": "Ignore", "onExitCodes": ignore})
+    return {"rules": rules}

@@ -1,0 +1,172 @@
+"""Run health: preemption, hangs and divergence, each ending the run with its own reason.
+
+- **Preemption.** Kubernetes stops a pod (node drain, spot reclaim, priority preemption) by
+  sending SIGTERM and waiting `terminationGracePeriodSeconds` before SIGKILL. The trainer
+  notes the signal, finishes the optimizer step it is in, and at the step boundary every
+  rank agrees (an all-reduce of the flag: a drained node's pods are signalled, the other
+  nodes' are not) to write one checkpoint and exit `PREEMPTED`, which the Job's
+  podFailurePolicy does not count as a failure. The next pod resumes at the next step.
+- **Hangs.** A rank blocked in a collective (a dead peer, an NCCL hang) or a stuck data
+  loader never returns to Python code that could notice, so a watchdog thread ends the
+  process (`os._exit`) when no optimizer step, evaluation or checkpoint finished for
+  `spec.training.hangTimeoutSeconds`, after writing the reason as the termination message.
+  HUNG is retryable: the next pod resumes from the last checkpoint.
+- **Divergence.** A non-finite loss or gradient norm stops the run before the step's
+  weights can reach a checkpoint, so the last good checkpoint stays the latest; retrying
+  would diverge the same way, so NUMERICAL fails the Job (see `exit_codes`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from kubesft_trainer import exit_codes
+
+
+class RunStopped(Exception):
+    """The run ends early for `reason`; the CLI writes it as the termination message."""
+
+    reason = "TrainingError"
+    exit_code = exit_codes.RETRYABLE
+
+    def __init__(self, message: str, *, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class Preempted(RunStopped):
+    """SIGTERM: a checkpoint at `step` was written; the next pod resumes after it."""
+
+    reason = "Preempted"
+    exit_code = exit_codes.PREEMPTED
+
+
+class NumericalInstability(RunStopped):
+    """The loss or gradient norm of `step` is not finite; its update never reached a checkpoint."""
+
+    reason = "NumericalInstability"
+    exit_code = exit_codes.NUMERICAL_INSTABILITY
+
+
+class StopRequest:
+    """A SIGTERM noted by the handler and acted on at the next optimizer-step boundary.
+
+    Installed around the training loop only: before it there is nothing to checkpoint, and
+    the default action (exit 128+15) is right.
+    """
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: Any = None
+
+    def install(self) -> None:
+        self._previous = signal.signal(signal.SIGTERM, self._note)
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        if self.signal is None:
+            print("SIGTERM: checkpointing after the current step", file=sys.stderr, flush=True)
+        self.signal = signum
+
+    def agreed(self, accelerator: Any) -> bool:
+        """True on every rank when any rank was signalled (one all-reduce of a flag)."""
+        import torch  # here: the CLI imports this module, and `prepare` never needs torch
+
+        flag = torch.tensor([0 if self.signal is None else 1], device=accelerator.device)
+        return bool(int(accelerator.reduce(flag, reduction="sum").item()) > 0)
+
+
+def check_finite(step: int, loss: float, grad_norm: float | None, *, fp16: bool) -> None:
+    """Raise NumericalInstability for a non-finite loss, or gradient norm.
+
+    Under fp16 an infinite gradient norm is the loss scaler's overflow signal: the scaler
+    skips that update and lowers its scale, so only the loss is checked there.
+    """
+    if not math.isfinite(loss):
+        raise NumericalInstability(
+            f"the training loss of step {step} is {loss}: lower spec.training.learningRate "
+            "or spec.training.maxGradNorm, or check the data; the last good checkpoint is kept",
+            step=step,
+        )
+    if grad_norm is not None and not math.isfinite(grad_norm) and not fp16:
+        raise NumericalInstability(
+            f"the gradient norm of step {step} is {grad_norm}: lower "
+            "spec.training.learningRate or spec.training.maxGradNorm, or check the data; "
+            "the last good checkpoint is kept",
+            step=step,
+        )
+
+
+class HangWatchdog:
+    """Ends the process when no `beat` arrives for `timeout_s` seconds.
+
+    `on_hang(message)` must not return (the CLI's writes the termination message and
+    calls `os._exit(HUNG)`): the main thread is stuck and cannot be interrupted.
+    """
+
+    def __init__(
+        self,
+        timeout_s: float,
+        on_hang: Callable[[str], None],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        poll_s: float | None = None,
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.on_hang = on_hang
+        self.clock = clock
+        self.poll_s = poll_s if poll_s is not None else min(5.0, max(timeout_s / 10, 0.05))
+        self.step = 0
+        self.last_beat = clock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="hang-watchdog", daemon=True)
+
+    def start(self, step: int) -> None:
+        self.beat(step)
+        self._thread.start()
+
+    def beat(self, step: int) -> None:
+        """Something finished at `step` (an optimizer step, an evaluation, a checkpoint)."""
+        self.step, self.last_beat = step, self.clock()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(self.poll_s):
+            idle = self.clock() - self.last_beat
+            if idle > self.timeout_s:
+                self.on_hang(
+                    f"no optimizer step for {idle:.0f} s after step {self.step} "
+                    f"(spec.training.hangTimeoutSeconds is {self.timeout_s:g}): a rank is "
+                    "stuck (a dead peer, a collective or the data loader); the next pod "
+                    "resumes from the last checkpoint"
+                )
+                return
+
+
+def exit_hung(write_message: Callable[[str], None]) -> Callable[[str], None]:
+    """An `on_hang` that records the message, says it on stderr and ends the process HUNG."""
+
+    def on_hang(message: str) -> None:
+        print(f"Hung: {message}", file=sys.stderr, flush=True)
+        try:
+            write_message(message)
+        finally:
+            os._exit(exit_codes.HUNG)
+
+    return on_hang
