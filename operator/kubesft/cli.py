@@ -77,6 +77,7 @@ def validate_documents(path: Path) -> list[str]:
         docs = list(iter_documents(path))
     except (OSError, yaml.YAMLError) as exc:
         return [f"{path}: cannot read YAML: {exc}"]
+    parsed: list[Any] = []
     for index, doc in docs:
         if not isinstance(doc, dict) or not str(doc.get("apiVersion", "")).startswith(
             "kubesft.io/"
@@ -84,10 +85,25 @@ def validate_documents(path: Path) -> list[str]:
             continue
         name = (doc.get("metadata") or {}).get("name", f"document {index}")
         try:
-            parse_object(doc)
+            parsed.append(parse_object(doc))
         except InvalidSpec as exc:
             problems += [f"{path}: {doc.get('kind')}/{name}: {p}" for p in exc.problems]
-    return problems
+    return problems + [f"{path}: {p}" for p in cannot_act(parsed)]
+
+
+def cannot_act(objects: Sequence[Any]) -> list[str]:
+    """The operator's precheck, offline: SFTJob settings that cannot act with an SFTDataset
+    given alongside (e.g. earlyStopping when the dataset makes no eval split)."""
+    from kubesft.api import SFTDataset, SFTJob
+    from kubesft.operator.precheck import precheck
+
+    datasets = {o.metadata.name: o for o in objects if isinstance(o, SFTDataset)}
+    return [
+        f"SFTJob/{o.metadata.name}: {problem}"
+        for o in objects
+        if isinstance(o, SFTJob) and o.spec.dataset.name in datasets
+        for problem in precheck(o, datasets[o.spec.dataset.name])
+    ]
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

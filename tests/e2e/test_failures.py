@@ -58,7 +58,7 @@ def test_bad_config_fails_fast_with_the_trainers_message(
     cluster.apply(quickstart(model=missing, retry={"maxRestarts": 3}))
     wait_for("job finished", cluster.phase_is(SFT_JOB.plural, "quickstart", "Failed", "Succeeded"))
     failed = failed_condition(cluster)
-    assert failed["reason"] == "InvalidConfigOrData", failed
+    assert failed["reason"] == "InvalidInput", failed  # the trainer's own reason
     assert "no-such-model" in failed["message"], failed
     assert len(trainer_pods(cluster)) == 1  # exit code 2: no retries
 

@@ -8,6 +8,7 @@ import pytest
 from kubernetes import client
 
 from kubesft.api import SFT_JOB
+from kubesft.api.report import TrainerTermination
 from kubesft.operator.kube import Kube
 from kubesft.operator.reconcile_job import reconcile_job
 from kubesft_trainer.kube_status import KubeStatusSink
@@ -34,10 +35,14 @@ def test_trainer_sink_patches_its_own_status_only(
     for name in ("mine", "other"):
         create(kube, namespace, sft_job(namespace, name))
         reconcile_job(kube, CONFIG, namespace, name)
-    report = {
-        "progress": {"step": 7, "totalSteps": 20, "percent": 35},
-        "metrics": {"trainLoss": 1.5},
-    }
+    report = TrainerTermination.model_validate(  # only its TrainerReport fields are sent
+        {
+            "phase": "Failed",
+            "reason": "TrainingError",
+            "progress": {"step": 7, "totalSteps": 20, "percent": 35},
+            "metrics": {"trainLoss": 1.5},
+        }
+    )
     _sink(kube, tmp_path, namespace, "mine", "mine-trainer").send(report)
     status = (kube.get_custom(SFT_JOB.plural, namespace, "mine") or {})["status"]
     assert status["progress"]["percent"] == 35 and status["metrics"]["trainLoss"] == 1.5

@@ -58,11 +58,11 @@ class InvalidCase:
         name = self.name or f"bad-{self.id}"
         obj = valid_job(name) if self.kind == "SFTJob" else valid_dataset(name)
         for path, value in self.changes.items():
-            _set(obj, path, value)
+            set_path(obj, path, value)
         return obj
 
 
-def _set(obj: dict[str, Any], path: str, value: Any) -> None:
+def set_path(obj: dict[str, Any], path: str, value: Any) -> None:
     *parents, last = path.split(".")
     node = obj
     for part in parents:
@@ -204,4 +204,195 @@ CASES: list[InvalidCase] = [
         "spec.validation.minExamples",
     ),
     InvalidCase("dataset-name-too-long", D, {}, "metadata.name", name="d" * 60),
+    # Kubernetes formats: names of objects (DNS-1123 subdomains).
+    InvalidCase("job-name-not-a-name", J, {}, "metadata.name", name="Bad_Name"),
+    InvalidCase(
+        "dataset-ref-not-a-name", J, {"spec.dataset.name": "Bad_Name!"}, "spec.dataset.name"
+    ),
+    InvalidCase(
+        "output-claim-uppercase",
+        J,
+        {"spec.output.pvc.claimName": "Outputs"},
+        "spec.output.pvc.claimName",
+    ),
+    InvalidCase(
+        "token-secret-underscore",
+        J,
+        {"spec.model.tokenSecretRef": {"name": "hf_token"}},
+        "spec.model.tokenSecretRef.name",
+    ),
+    InvalidCase(
+        "priority-class-space",
+        J,
+        {"spec.resources.priorityClassName": "high priority"},
+        "spec.resources.priorityClassName",
+    ),
+    InvalidCase(
+        "s3-credentials-not-a-name",
+        J,
+        {"spec.output": {"url": "s3://bucket/run", "credentialsSecretRef": {"name": "AWS Creds"}}},
+        "spec.output.credentialsSecretRef.name",
+    ),
+    InvalidCase(
+        "configmap-not-a-name",
+        D,
+        {"spec.source.configMap.name": "my_data"},
+        "spec.source.configMap.name",
+    ),
+    InvalidCase(
+        "configmap-key-dotdot", D, {"spec.source.configMap.key": ".."}, "spec.source.configMap.key"
+    ),
+    InvalidCase(
+        "storage-claim-leading-dash",
+        D,
+        {"spec.storage": {"claimName": "-data"}},
+        "spec.storage.claimName",
+    ),
+    # Label keys and values, tolerations.
+    InvalidCase(
+        "node-selector-key",
+        J,
+        {"spec.resources.nodeSelector": {"bad key!": "x"}},
+        "spec.resources.nodeSelector",
+    ),
+    InvalidCase(
+        "node-selector-value",
+        J,
+        {"spec.resources.nodeSelector": {"gpu": "a b"}},
+        "spec.resources.nodeSelector",
+    ),
+    InvalidCase(
+        "metadata-label-value", J, {"metadata.labels": {"team": "ML Team"}}, "metadata.labels"
+    ),
+    InvalidCase(
+        "gpu-resource-name-space",
+        J,
+        {"spec.resources.gpuResourceName": "nvidia gpu"},
+        "spec.resources.gpuResourceName",
+    ),
+    InvalidCase(
+        "toleration-key",
+        J,
+        {"spec.resources.tolerations": [{"key": "-gpu", "operator": "Exists"}]},
+        "spec.resources.tolerations[0].key",
+    ),
+    InvalidCase(
+        "toleration-effect",
+        J,
+        {"spec.resources.tolerations": [{"key": "gpu", "effect": "NoRun"}]},
+        "spec.resources.tolerations[0].effect",
+    ),
+    InvalidCase(
+        "toleration-exists-with-value",
+        J,
+        {"spec.resources.tolerations": [{"key": "gpu", "operator": "Exists", "value": "a"}]},
+        "spec.resources.tolerations[0].value",
+    ),
+    # Quantities: parseable and not negative.
+    InvalidCase("cpu-negative", J, {"spec.resources.cpu": "-1"}, "spec.resources.cpu"),
+    InvalidCase("memory-gb-suffix", J, {"spec.resources.memory": "64GB"}, "spec.resources.memory"),
+    InvalidCase("shm-negative", J, {"spec.resources.shmSize": "-8Gi"}, "spec.resources.shmSize"),
+    InvalidCase(
+        "ephemeral-storage-words",
+        J,
+        {"spec.resources.ephemeralStorage": "lots"},
+        "spec.resources.ephemeralStorage",
+    ),
+    # Image references.
+    InvalidCase("image-uppercase-repo", J, {"spec.image": "ghcr.io/Org/trainer:1.0"}, "spec.image"),
+    InvalidCase("image-space", J, {"spec.image": "trainer latest"}, "spec.image"),
+    InvalidCase("dataset-image-empty-tag", D, {"spec.image": "trainer:"}, "spec.image"),
+    # Paths stay inside their volume.
+    InvalidCase(
+        "output-path-absolute", J, {"spec.output.pvc.path": "/abs/path"}, "spec.output.pvc.path"
+    ),
+    InvalidCase(
+        "output-path-dotdot", J, {"spec.output.pvc.path": "../../tmp/run"}, "spec.output.pvc.path"
+    ),
+    InvalidCase(
+        "model-path-dotdot",
+        J,
+        {
+            "spec.model": {
+                "name": "m",
+                "source": "pvc",
+                "pvc": {"claimName": "models", "path": "a/../.."},
+            }
+        },
+        "spec.model.pvc.path",
+    ),
+    InvalidCase(
+        "gguf-file-absolute",
+        J,
+        {
+            "spec.model": {
+                "name": "m",
+                "source": "pvc",
+                "pvc": {"claimName": "models"},
+                "ggufFile": "/m.gguf",
+            }
+        },
+        "spec.model.ggufFile",
+    ),
+    InvalidCase(
+        "source-pvc-path-absolute",
+        D,
+        {"spec.source": {"pvc": {"claimName": "data", "path": "/etc/passwd"}}},
+        "spec.source.pvc.path",
+    ),
+    InvalidCase(
+        "storage-path-dotdot",
+        D,
+        {"spec.storage": {"claimName": "data", "path": "datasets/../../x"}},
+        "spec.storage.path",
+    ),
+    # Chat templates.
+    InvalidCase(
+        "template-unclosed-expression",
+        J,
+        {"spec.model.chatTemplate": "{% for m in messages %}{{ m.content }"},
+        "spec.model.chatTemplate",
+    ),
+    InvalidCase(
+        "template-unclosed-block",
+        J,
+        {"spec.model.chatTemplate": "{% for m in messages %}{{ m.content }}{% endfor"},
+        "spec.model.chatTemplate",
+    ),
+    InvalidCase(
+        "template-unknown-name", J, {"spec.model.chatTemplate": "chatm1"}, "spec.model.chatTemplate"
+    ),
+    # Settings that cannot act.
+    InvalidCase(
+        "merge-adapter-with-full",
+        J,
+        {"spec.method": {"type": "full"}, "spec.output.mergeAdapter": True},
+        "spec.output.mergeAdapter",
+    ),
+    InvalidCase(
+        "credentials-for-pvc-output",
+        J,
+        {"spec.output.credentialsSecretRef": {"name": "s3"}},
+        "spec.output.credentialsSecretRef",
+    ),
+    InvalidCase(
+        "revision-for-pvc-model",
+        J,
+        {"spec.model": {"name": "m", "source": "pvc", "pvc": {"claimName": "m"}, "revision": "v1"}},
+        "spec.model.revision",
+    ),
+    InvalidCase(
+        "max-eval-rows-without-eval-split",
+        D,
+        {"spec.split": {"evalFraction": 0, "maxEvalRows": 10}},
+        "spec.split.maxEvalRows",
+    ),
+    # Names that cannot make valid children: the multi-node Service must be a DNS-1035 label.
+    InvalidCase(
+        "multi-node-dotted-name",
+        J,
+        {"spec.resources": {"nodes": 2, "gpus": 1}},
+        "metadata.name",
+        name="mn.v1",
+    ),
 ]

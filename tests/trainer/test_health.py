@@ -16,7 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from kubesft_trainer import checkpoint, exit_codes
+from kubesft.api.report import ExitCode
+from kubesft_trainer import checkpoint
 from kubesft_trainer.health import HangWatchdog, NumericalInstability, check_finite
 from tests.support.sft_run import (
     run_trainer,
@@ -92,7 +93,7 @@ def test_sigterm_mid_run_checkpoints_that_step_and_the_resumed_run_equals_a_stra
     process = start(paths["preempted"], log, **{SLOW: "0.5"})
     wait_until("step 2", lambda: len(train_steps(out)) >= 2, process, log)
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=120) == exit_codes.PREEMPTED, log.read_text()[-3000:]
+    assert process.wait(timeout=120) == ExitCode.PREEMPTED, log.read_text()[-3000:]
 
     stopped_at = train_steps(out)[-1]
     assert 2 <= stopped_at < TRAINING["maxSteps"]
@@ -120,7 +121,7 @@ def test_a_stalled_run_is_ended_by_the_watchdog_with_the_hang_reason(
 
     result = run_trainer(paths["stalled"], timeout=240, **{STALL: "2"})
 
-    assert result.returncode == exit_codes.HUNG, result.stderr[-3000:]
+    assert result.returncode == ExitCode.HUNG, result.stderr[-3000:]
     message = termination(out)
     assert message["reason"] == "Hung" and message["phase"] == "Failed"
     assert "after step 2" in str(message["message"])
@@ -137,7 +138,7 @@ def test_a_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(
 
     result = run_trainer(paths["diverged"], **{NAN: "3"})
 
-    assert result.returncode == exit_codes.NUMERICAL_INSTABILITY, result.stderr[-3000:]
+    assert result.returncode == ExitCode.NUMERICAL_INSTABILITY, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     message = termination(out)
     assert message["reason"] == "NumericalInstability" and message["phase"] == "Failed"

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from kubesft.api.dataset import RowError, SFTDatasetSpec
+from kubesft.api.report import PrepareTermination, TrainerReason
 from kubesft_trainer import prepare as prepare_module
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.prepare import (
@@ -25,9 +26,9 @@ from kubesft_trainer.prepare import (
     eval_size,
     length_histogram,
     prepare_dataset,
-    summarize,
 )
 from kubesft_trainer.sources import local_files, read_source
+from kubesft_trainer.termination import fit_termination_message
 
 DATA = Path(__file__).parent / "data"
 STATS_KEYS = {
@@ -276,8 +277,12 @@ def test_length_histogram_uses_power_of_two_bounds() -> None:
 
 def test_termination_summary_fits_in_4_kib() -> None:
     errors = [RowError(row=i, field="messages[0].content", message="x" * 500) for i in range(20)]
-    text = summarize("Failed", "DatasetInvalid", "y" * 5000, errors=errors)
+    failed = PrepareTermination(
+        phase="Failed", reason=TrainerReason.DATASET_INVALID, message="y" * 5000, errors=errors
+    )
+    text = fit_termination_message(failed)
     doc = json.loads(text)
+    assert PrepareTermination.model_validate(doc).reason == "DatasetInvalid"
     assert len(text.encode()) <= 4096
     assert doc["phase"] == "Failed" and 0 < len(doc["errors"]) < 20
 

@@ -8,18 +8,15 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from kubesft.api.job_status import CheckpointInfo, EvaluationResult, Metrics, Progress, SFTJobStatus
+from kubesft.api import report as contract
+from kubesft.api.job_status import CheckpointInfo, Metrics, Progress, SFTJobStatus
+from kubesft.api.report import TrainerReason, TrainerReport, TrainerTermination
+from kubesft_trainer import checkpoint
 from kubesft_trainer.evaluate import EvalResult
-from kubesft_trainer.report import (
-    FileSink,
-    RateLimitedSink,
-    Reporter,
-    evaluation_status,
-    last_step,
-    read_metrics,
-    write_eval_json,
-    write_termination_message,
-)
+from kubesft_trainer.report import Reporter, last_step, read_metrics
+from kubesft_trainer.results import evaluation_status, write_eval_json
+from kubesft_trainer.sinks import FileSink, MetricsRecord, RateLimitedSink
+from kubesft_trainer.termination import write_termination_message
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RESULT = EvalResult(loss=1.5, perplexity=4.4817, token_accuracy=0.6, tokens=120)
@@ -29,8 +26,22 @@ class ListSink:
     def __init__(self) -> None:
         self.reports: list[dict] = []
 
-    def send(self, report: dict) -> None:
+    def send(self, report: TrainerReport | dict) -> None:
+        if isinstance(report, BaseModel):
+            report = report.model_dump(by_alias=True, exclude_none=True, mode="json")
         self.reports.append(json.loads(json.dumps(report)))
+
+
+class RecordingMetricsSink:
+    def __init__(self) -> None:
+        self.records: list[MetricsRecord] = []
+        self.closed = 0
+
+    def write(self, record: MetricsRecord) -> None:
+        self.records.append(dict(record))
+
+    def close(self) -> None:
+        self.closed += 1
 
 
 class FakeClock:
@@ -158,21 +169,32 @@ def test_finish_writes_a_png_plot_the_final_report_and_the_termination_message(
     reporter.eval(10, RESULT)
     evaluation = evaluation_status(RESULT, [{"prompt": "2 plus 2"}], ["five"], ["4"])
 
-    final = reporter.finish({"phase": "Succeeded", "evaluation": evaluation})
+    done = TrainerTermination(
+        phase="Succeeded", reason=TrainerReason.COMPLETED, evaluation=evaluation
+    )
+    final = reporter.finish(done)
 
     assert (tmp_path / "out" / "loss.png").read_bytes().startswith(PNG_SIGNATURE)
-    assert sink.reports[-1] == final
+    dumped = final.model_dump(by_alias=True, exclude_none=True, mode="json")
+    assert sink.reports[-1] == dumped
     message = json.loads(log.read_text())
-    assert message == final
+    assert message == dumped
+    parsed = contract.parse_termination(log.read_text(), TrainerTermination)
+    assert parsed is not None and parsed.reason is TrainerReason.COMPLETED
     status = SFTJobStatus.model_validate(message)
     assert status.progress.percent == 100
-    assert status.evaluation == EvaluationResult.model_validate(evaluation)
+    assert status.evaluation == evaluation
     assert status.evaluation.samples[0].after == "4"
 
 
-def big_summary(samples: int, checkpoints: int) -> dict:
+def big_summary(samples: int, checkpoints: int) -> TrainerTermination:
+    return TrainerTermination.model_validate(big_summary_fields(samples, checkpoints))
+
+
+def big_summary_fields(samples: int, checkpoints: int) -> dict:
     return {
         "phase": "Succeeded",
+        "reason": "Completed",
         "metrics": {"trainLoss": 0.5},
         "evaluation": {
             "evalLoss": 1.0,
@@ -189,10 +211,10 @@ def big_summary(samples: int, checkpoints: int) -> dict:
 
 
 def test_termination_message_fits_4096_bytes_by_cutting_huge_samples(tmp_path: Path) -> None:
-    summary = big_summary(samples=20, checkpoints=4)
+    summary = big_summary_fields(samples=20, checkpoints=4)
     path = tmp_path / "termination-log"
 
-    assert write_termination_message(path, summary)
+    assert write_termination_message(path, TrainerTermination.model_validate(summary))
 
     text = path.read_bytes()
     assert len(text) <= 4096
@@ -203,35 +225,50 @@ def test_termination_message_fits_4096_bytes_by_cutting_huge_samples(tmp_path: P
     samples = message["evaluation"]["samples"]
     assert len(samples) == 20
     assert all(len(value) <= 64 and value.endswith("…") for value in samples[0].values())
-    write_termination_message(tmp_path / "again", summary)
+    write_termination_message(tmp_path / "again", TrainerTermination.model_validate(summary))
     assert (tmp_path / "again").read_bytes() == text  # deterministic
 
 
 def test_termination_message_keeps_only_the_best_of_many_checkpoints(tmp_path: Path) -> None:
-    summary = big_summary(samples=2, checkpoints=200)
+    summary = big_summary_fields(samples=2, checkpoints=200)
     path = tmp_path / "termination-log"
-    assert write_termination_message(path, summary)
+    assert write_termination_message(path, TrainerTermination.model_validate(summary))
     assert len(path.read_bytes()) <= 4096
     message = json.loads(path.read_text())
     assert message["checkpoints"] == [summary["checkpoints"][1]]
     assert message["evaluation"]["samples"] == []
-    assert message["metrics"] == summary["metrics"]
+    assert Metrics.model_validate(message["metrics"]) == Metrics.model_validate(summary["metrics"])
 
 
-def test_termination_message_never_exceeds_a_tiny_limit(tmp_path: Path) -> None:
-    summary = {"phase": "Failed", "message": "x" * 10000, "output": {"path": "/o" * 500}}
-    for limit in (4096, 300, 40):
+def test_termination_message_keeps_phase_and_reason_under_a_small_limit(tmp_path: Path) -> None:
+    summary = TrainerTermination(
+        phase="Failed",
+        reason=TrainerReason.TRAINING_ERROR,
+        message="x" * 10000,
+        output={"path": "/o" * 500},
+    )
+    for limit in (4096, 300, 80):
         write_termination_message(tmp_path / "log", summary, limit=limit)
-        assert len((tmp_path / "log").read_bytes()) <= limit
+        text = (tmp_path / "log").read_text()
+        assert len(text.encode()) <= limit
+        parsed = contract.parse_termination(text, TrainerTermination)
+        assert parsed is not None and parsed.reason is TrainerReason.TRAINING_ERROR
 
 
 def test_unwritable_termination_log_is_skipped(tmp_path: Path) -> None:
-    assert not write_termination_message(tmp_path / "missing" / "log", {"phase": "Failed"})
+    failed = TrainerTermination(phase="Failed", reason=TrainerReason.INVALID_INPUT)
+    assert not write_termination_message(tmp_path / "missing" / "log", failed)
+
+
+def test_what_is_not_a_termination_message_parses_as_none() -> None:
+    for text in ("Traceback (most recent call last):", "[1]", '{"phase": "Maybe"}', ""):
+        assert contract.parse_termination(text, TrainerTermination) is None
 
 
 def test_file_sink_and_eval_json(tmp_path: Path) -> None:
-    FileSink(tmp_path / "progress.json").send({"progress": {"step": 3}})
-    assert json.loads((tmp_path / "progress.json").read_text()) == {"progress": {"step": 3}}
+    FileSink(tmp_path / "progress.json").send(TrainerReport(progress=Progress(step=3)))
+    progress = json.loads((tmp_path / "progress.json").read_text())
+    assert progress == {"progress": {"step": 3, "percent": 0}}
     assert [p.name for p in tmp_path.iterdir()] == ["progress.json"]
 
     prompts = [{"messages": [{"role": "user", "content": "hi"}]}, {"prompt": "1 plus 1"}]
@@ -265,3 +302,51 @@ def test_peak_gpu_memory_reaches_metrics_and_the_status_progress(tmp_path: Path)
     first = SFTJobStatus.model_validate(sink.reports[0])
     assert first.progress is not None and first.progress.peak_gpu_memory_gi_b == 12.3457
     assert "peakGpuMemoryGiB" not in sink.reports[-1]["progress"]
+
+
+def test_best_checkpoint_is_the_earliest_of_equal_losses_in_status_and_pruning(
+    tmp_path: Path,
+) -> None:
+    sink = ListSink()
+    reporter = Reporter(tmp_path, sink, None)
+    reporter.checkpoint(1, "/c/1", 2.0)
+    reporter.checkpoint(2, "/c/2", 1.0)
+    reporter.checkpoint(3, "/c/3", 1.0)
+    assert sink.reports[-1]["bestCheckpoint"] == "/c/2"
+    records = [
+        checkpoint.CheckpointRecord(step, Path(f"/c/{step}"), loss, "")
+        for step, loss in ((1, 2.0), (2, 1.0), (3, 1.0))
+    ]
+    best = checkpoint.best_checkpoint(records)
+    assert best is not None and best.step == 2
+
+
+def test_metric_sinks_get_every_record_and_are_closed_once(tmp_path: Path) -> None:
+    metrics, clock = RecordingMetricsSink(), FakeClock()
+    reporter = Reporter(tmp_path, ListSink(), None, clock=clock, metric_sinks=[metrics])
+    run_steps(reporter, clock, range(1, 4))  # the progress sink is rate limited; these not
+    reporter.eval(3, RESULT)
+    reporter.finish(TrainerTermination(phase="Succeeded", reason=TrainerReason.COMPLETED))
+    reporter.close()
+    assert [(r["type"], r["step"]) for r in metrics.records] == [
+        ("train", 1),
+        ("train", 2),
+        ("train", 3),
+        ("eval", 3),
+    ]
+    assert metrics.records == read_metrics(tmp_path)
+    assert metrics.closed == 1
+
+
+def test_a_failing_metric_sink_does_not_stop_the_record(tmp_path: Path) -> None:
+    class Broken:
+        def write(self, record: MetricsRecord) -> None:
+            raise OSError("tracker down")
+
+        def close(self) -> None:
+            raise OSError("tracker down")
+
+    reporter = Reporter(tmp_path, ListSink(), None, metric_sinks=[Broken()])
+    reporter.progress(1, 2, 0.5, 10.0, 1.0, 1e-4, 0.1)
+    reporter.close()
+    assert last_step(tmp_path) == 1

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from kubesft.api.dataset import SFTDatasetSpec
-from kubesft_trainer import cli, exit_codes
+from kubesft.api.report import ExitCode
+from kubesft_trainer import cli
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.s3 import s3_filesystem
 from kubesft_trainer.sources import read_source
@@ -58,7 +59,7 @@ def test_output_url_gets_checkpoints_and_results_and_status_names_them(
     url = f"s3://{bucket}/runs/tiny"
     config = s3_job_config(tmp_path, tiny_model_dir, url)
 
-    assert cli.main(["train", "--config", str(config)]) == exit_codes.OK
+    assert cli.main(["train", "--config", str(config)]) == ExitCode.OK
 
     keys = {key.removeprefix(f"{bucket}/runs/tiny/") for key in fs.find(bucket)}
     for name in (
@@ -130,7 +131,7 @@ def test_output_url_without_a_bucket_fails_before_training_naming_the_field(
 ) -> None:
     config = s3_job_config(tmp_path, tiny_model_dir, "s3://no-such-bucket-kubesft/run")
 
-    assert cli.main(["train", "--config", str(config)]) == exit_codes.INVALID
+    assert cli.main(["train", "--config", str(config)]) == ExitCode.INVALID
 
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err

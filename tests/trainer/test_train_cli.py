@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from kubesft_trainer import cli, exit_codes
+from kubesft.api.report import ExitCode
+from kubesft_trainer import cli
 from tests.support.sft_run import trainer_config, trainer_env, write_config, write_prepared_dataset
 
 
@@ -24,7 +25,7 @@ def test_train_writes_adapter_tokenizer_template_config_and_merged_model(
     )
     path = write_config(tmp_path / "config.json", config)
 
-    assert cli.main(["train", "--config", str(path)]) == exit_codes.OK
+    assert cli.main(["train", "--config", str(path)]) == ExitCode.OK
 
     model_dir = output / "model"
     for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json"):
@@ -62,7 +63,7 @@ def test_invalid_config_exits_2_with_one_line_naming_the_field(tmp_path) -> None
         check=False,
     )
 
-    assert result.returncode == exit_codes.INVALID
+    assert result.returncode == ExitCode.INVALID
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "spec.training.microBatchSize" in lines[0], result.stderr
@@ -74,7 +75,7 @@ def test_bad_data_row_exits_2_naming_the_file_and_line(tiny_model_dir, tmp_path,
         fh.write(json.dumps({"messages": [{"role": "narrator", "content": "hi"}]}) + "\n")
     path = write_config(tmp_path / "config.json", trainer_config(tiny_model_dir, data, tmp_path))
 
-    assert cli.main(["train", "--config", str(path)]) == exit_codes.INVALID
+    assert cli.main(["train", "--config", str(path)]) == ExitCode.INVALID
 
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from kubesft.cli import main
-from tests.support.invalid_manifests import CASES, InvalidCase
+from tests.support.invalid_manifests import CASES, InvalidCase, valid_dataset, valid_job
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
@@ -39,3 +39,23 @@ def test_validate_reports_unreadable_yaml(
     path.write_text("kind: SFTJob\n  bad: [indent\n")
     assert main(["validate", str(path)]) == 1
     assert "cannot read YAML" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("eval_fraction", [0, 0.1])
+def test_validate_refuses_job_settings_its_dataset_leaves_without_effect(
+    eval_fraction: float, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The operator's precheck, offline: earlyStopping needs an eval split."""
+    dataset, job = valid_dataset("data"), valid_job("reads-eval")
+    dataset["spec"]["split"] = {"evalFraction": eval_fraction}
+    job["spec"]["dataset"] = {"name": "data"}
+    job["spec"]["training"]["earlyStopping"] = {"patience": 2}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump_all([dataset, job]))
+    code = main(["validate", str(path)])
+    err = capsys.readouterr().err
+    if eval_fraction:
+        assert code == 0, err
+    else:
+        assert code == 1
+        assert f"{path}: SFTJob/reads-eval: spec.training.earlyStopping: needs eval loss" in err

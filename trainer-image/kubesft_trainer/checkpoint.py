@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kubesft.api.report import best_checkpoint
 from kubesft_trainer.data import DataPosition
 
 CHECKPOINTS = "checkpoints"
@@ -145,12 +146,6 @@ def list_checkpoints(output_dir: Path) -> list[CheckpointRecord]:
             CheckpointRecord(int(match[1]), path, state.get("evalLoss"), state.get("createdAt", ""))
         )
     return sorted(records, key=lambda record: record.step)
-
-
-def best_checkpoint(records: list[CheckpointRecord]) -> CheckpointRecord | None:
-    """The checkpoint with the lowest eval loss (the earliest on ties)."""
-    scored = [r for r in records if r.eval_loss is not None]
-    return min(scored, key=lambda r: (r.eval_loss, r.step)) if scored else None
 
 
 def prune_checkpoints(output_dir: Path, *, keep: int, keep_best: bool) -> None:

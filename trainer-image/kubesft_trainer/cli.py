@@ -1,6 +1,6 @@
 """Command line of the trainer image: `python -m kubesft_trainer <subcommand> ...`.
 
-Each subcommand returns an exit code from `exit_codes`. A UserError becomes one line on
+Each subcommand returns an `ExitCode` (kubesft.api.report). A UserError becomes one line on
 stderr and exit 2, which the Job does not retry; anything else prints its traceback and
 exits 1, which the Job retries. Results also go to the termination message, where the
 operator reads them from the pod.
@@ -19,11 +19,12 @@ from pathlib import Path
 
 from kubesft.api.dataset import SFTDatasetSpec
 from kubesft.api.errors import InvalidSpec, validate_model
-from kubesft_trainer import exit_codes
+from kubesft.api.report import ExitCode, PrepareTermination, TrainerReason, TrainerTermination
 from kubesft_trainer.config import load_config
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.health import RunStopped
-from kubesft_trainer.prepare import DatasetInvalid, prepare_dataset, summarize
+from kubesft_trainer.prepare import DatasetInvalid, prepare_dataset
+from kubesft_trainer.termination import write_termination_message
 
 TERMINATION_LOG = Path("/dev/termination-log")
 
@@ -63,23 +64,36 @@ def run_prepare(args: argparse.Namespace) -> int:
             spec, args.output, source_path=args.source_path, eval_source_path=args.eval_source_path
         )
     except DatasetInvalid as err:
-        _write_termination(
-            log, summarize("Failed", "DatasetInvalid", str(err), err.stats, errors=err.errors)
-        )
+        _prepare_failed(log, TrainerReason.DATASET_INVALID, str(err), err)
         raise
     except UserError as err:
-        _write_termination(log, summarize("Failed", "InvalidSpec", str(err)))
+        _prepare_failed(log, TrainerReason.INVALID_SPEC, str(err))
         raise
     except Exception as err:
-        _write_termination(log, summarize("Failed", "PrepareError", f"{type(err).__name__}: {err}"))
+        _prepare_failed(log, TrainerReason.PREPARE_ERROR, f"{type(err).__name__}: {err}")
         raise
     stats = result.stats
     message = f"prepared {stats.train} train and {stats.eval} eval examples ({stats.format})"
-    _write_termination(
-        log, summarize("Ready", "Prepared", message, stats, result.fingerprint, result.errors)
+    done = PrepareTermination(
+        phase="Ready",
+        reason=TrainerReason.PREPARED,
+        message=message,
+        stats=stats,
+        fingerprint=result.fingerprint,
+        errors=list(result.errors),
     )
+    write_termination_message(log, done)
     print(f"{message}, fingerprint {result.fingerprint[:12]}, in {result.output}")
-    return exit_codes.OK
+    return ExitCode.OK
+
+
+def _prepare_failed(
+    log: Path | None, reason: TrainerReason, message: str, err: DatasetInvalid | None = None
+) -> None:
+    failed = PrepareTermination(phase="Failed", reason=reason, message=message)
+    if err is not None:
+        failed.stats, failed.errors = err.stats, list(err.errors)
+    write_termination_message(log, failed)
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +107,7 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except UserError as err:
-        _write_termination(_termination_log(None), _failure("InvalidSpec", str(err)))
+        write_termination_message(_termination_log(None), _failure(TrainerReason.INVALID_SPEC, err))
         raise
     log = Path(config.runtime.termination_log)
     try:
@@ -103,16 +117,16 @@ def run_train(args: argparse.Namespace) -> int:
         summary = train(config)
     except RunStopped as err:  # preempted, hung or diverged: train() wrote the report
         print(f"{err.reason}: {err}", file=sys.stderr, flush=True)
-        return err.exit_code
+        return int(err.exit_code)
     except UserError as err:  # the spec does not fit the data, the model or the node
-        _write_termination(log, _failure("InvalidInput", str(err)))
+        write_termination_message(log, _failure(TrainerReason.INVALID_INPUT, err))
         raise
     except Exception as err:
-        _write_termination(log, _failure("TrainingError", f"{type(err).__name__}: {err}"))
+        write_termination_message(log, _failure(TrainerReason.TRAINING_ERROR, err))
         raise
-    if summary:
-        print(summary.get("message", "done"))
-    return exit_codes.OK
+    if summary is not None:
+        print(summary.message)
+    return ExitCode.OK
 
 
 def _tiny_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -164,11 +178,13 @@ def run_tiny_model(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         raise UserError(f"tiny-model: {err}") from None
     print(f"tiny Llama with {params:,} parameters in {args.out}")
-    return exit_codes.OK
+    return ExitCode.OK
 
 
-def _failure(reason: str, message: str) -> str:
-    return json.dumps({"phase": "Failed", "reason": reason, "message": message[:1024]})
+def _failure(reason: TrainerReason, err: Exception) -> TrainerTermination:
+    # A user error says what to change; anything else is named by its type.
+    message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+    return TrainerTermination(phase="Failed", reason=reason, message=message)
 
 
 # One row per subcommand.
@@ -225,10 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.run(args)
     except UserError as err:
         print(" ".join(str(err).split()), file=sys.stderr)  # one line, whatever it holds
-        return exit_codes.INVALID
+        return ExitCode.INVALID
     except Exception:
         traceback.print_exc()
-        return exit_codes.RETRYABLE
+        return ExitCode.RETRYABLE
     return code
 
 
@@ -244,12 +260,3 @@ def _termination_log(path: Path | None) -> Path | None:
     if path is not None:
         return path
     return TERMINATION_LOG if os.access(TERMINATION_LOG, os.W_OK) else None
-
-
-def _write_termination(path: Path | None, text: str) -> None:
-    if path is None:
-        return
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as err:  # the summary is a convenience; the output dir is the record
-        print(f"warning: cannot write termination message to {path}: {err}", file=sys.stderr)

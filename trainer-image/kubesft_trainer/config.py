@@ -23,6 +23,7 @@ from kubesft.api.errors import InvalidSpec, validate_model
 from kubesft.api.job import SFTJobSpec
 from kubesft.api.runtime import TrainerConfig
 from kubesft_trainer.exit_codes import UserError
+from kubesft_trainer.paths import check_paths
 
 MixedPrecision = str  # accelerate's names: "no", "bf16", "fp16"
 
@@ -65,7 +66,8 @@ class RunPlan:
 
 
 def load_config(path: Path) -> TrainerConfig:
-    """The `TrainerConfig` in `path`; a bad file or field is a UserError naming it."""
+    """The `TrainerConfig` in `path`; a bad file or field, or a PVC path that leaves its
+    volume (`paths.check_paths`), is a UserError naming it."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as err:
@@ -76,6 +78,7 @@ def load_config(path: Path) -> TrainerConfig:
         config: TrainerConfig = validate_model(TrainerConfig, data)
     except InvalidSpec as err:
         raise UserError(f"invalid trainer config: {err}") from None
+    check_paths(config)
     return config
 
 

@@ -1,25 +1,15 @@
-"""Exit codes of the trainer image, shared by every subcommand.
+"""How the trainer image ends: the exit-code table (`kubesft.api.report.ExitCode`) and the
+error a user must fix.
 
-The operator's Job `podFailurePolicy` fails fast on INVALID and NUMERICAL_INSTABILITY
-(retrying cannot fix a bad spec, bad data or a diverging run), ignores PREEMPTED (not the
-job's fault: it does not count against `spec.retry.maxRestarts`), and lets the Job's backoff
-retry anything else (RETRYABLE, HUNG, signals).
+The operator's Job `podFailurePolicy` fails fast on ExitCode.INVALID (retrying cannot fix
+a bad spec or bad data) and lets the Job's backoff retry anything else.
 """
 
 from __future__ import annotations
 
-OK = 0
-"""Done; results are in the output directory and the termination message."""
-RETRYABLE = 1
-"""Something outside the user's control failed (network, storage, a bug); try again."""
-INVALID = 2
-"""Bad configuration or data: the user must change the spec or the dataset."""
-HUNG = 3
-"""No optimizer step for `spec.training.hangTimeoutSeconds`: retried from the last checkpoint."""
-NUMERICAL_INSTABILITY = 4
-"""A non-finite loss or gradient norm: the same data and settings would diverge again."""
-PREEMPTED = 75
-"""SIGTERM honoured: a checkpoint at the step boundary, then exit (sysexits' EX_TEMPFAIL)."""
+from kubesft.api.report import ExitCode
+
+__all__ = ["ExitCode", "UserError"]
 
 
 class UserError(Exception):

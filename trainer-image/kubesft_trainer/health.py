@@ -28,14 +28,14 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from kubesft_trainer import exit_codes
+from kubesft.api.report import ExitCode, TrainerReason
 
 
 class RunStopped(Exception):
     """The run ends early for `reason`; the CLI writes it as the termination message."""
 
-    reason = "TrainingError"
-    exit_code = exit_codes.RETRYABLE
+    reason = TrainerReason.TRAINING_ERROR
+    exit_code = ExitCode.RETRYABLE
 
     def __init__(self, message: str, *, step: int) -> None:
         super().__init__(message)
@@ -45,15 +45,15 @@ class RunStopped(Exception):
 class Preempted(RunStopped):
     """SIGTERM: a checkpoint at `step` was written; the next pod resumes after it."""
 
-    reason = "Preempted"
-    exit_code = exit_codes.PREEMPTED
+    reason = TrainerReason.PREEMPTED
+    exit_code = ExitCode.PREEMPTED
 
 
 class NumericalInstability(RunStopped):
     """The loss or gradient norm of `step` is not finite; its update never reached a checkpoint."""
 
-    reason = "NumericalInstability"
-    exit_code = exit_codes.NUMERICAL_INSTABILITY
+    reason = TrainerReason.NUMERICAL_INSTABILITY
+    exit_code = ExitCode.NUMERICAL_INSTABILITY
 
 
 class StopRequest:
@@ -167,6 +167,6 @@ def exit_hung(write_message: Callable[[str], None]) -> Callable[[str], None]:
         try:
             write_message(message)
         finally:
-            os._exit(exit_codes.HUNG)
+            os._exit(ExitCode.HUNG)
 
     return on_hang

@@ -8,27 +8,20 @@ projected token keeps the trainer image free of a Kubernetes client library.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import ssl
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-log = logging.getLogger(__name__)
+from kubesft.api.report import TrainerReport
 
 ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 GROUP_VERSION = "kubesft.io/v1alpha1"
-# Status fields the trainer reports; phase and conditions belong to the operator alone.
-TRAINER_FIELDS = frozenset(
-    {"progress", "metrics", "checkpoints", "bestCheckpoint", "evaluation", "output", "preflight"}
-)
 
 
 class KubeStatusSink:
-    """`ProgressSink` that merge-patches the report into `SFTJob.status`."""
+    """`sinks.ProgressSink` that merge-patches the report into `SFTJob.status`."""
 
     def __init__(
         self,
@@ -56,9 +49,9 @@ class KubeStatusSink:
         server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
         return cls(namespace, name, server)
 
-    def send(self, report: Mapping[str, Any]) -> None:
-        status = {k: v for k, v in report.items() if k in TRAINER_FIELDS}
-        body = json.dumps({"status": status}).encode()
+    def send(self, report: TrainerReport) -> None:
+        # Only the trainer's own fields: phase and conditions belong to the operator.
+        body = json.dumps({"status": report.status_fields()}).encode()
         request = urllib.request.Request(self.url, data=body, method="PATCH")
         request.add_header("Content-Type", "application/merge-patch+json")
         # Projected tokens rotate: read the file on every call, as client libraries do.
@@ -69,17 +62,3 @@ class KubeStatusSink:
         except urllib.error.HTTPError as err:
             detail = err.read().decode(errors="replace")[:300]
             raise RuntimeError(f"status update refused: HTTP {err.code}: {detail}") from None
-
-
-class FanOutSink:
-    """Sends each report to several sinks (the output directory and the resource)."""
-
-    def __init__(self, *sinks: Any) -> None:
-        self.sinks = sinks
-
-    def send(self, report: Mapping[str, Any]) -> None:
-        for sink in self.sinks:
-            try:
-                sink.send(report)
-            except Exception as err:  # one sink failing must not silence the others
-                log.warning("progress sink %s failed: %s", type(sink).__name__, err)

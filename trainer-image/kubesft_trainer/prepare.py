@@ -28,8 +28,6 @@ MAX_ERRORS = 20
 """Invalid rows kept in stats.json and errors.json (the status shows the first few)."""
 DETECT_ROWS = 100
 """Rows read ahead to detect the format."""
-TERMINATION_MESSAGE_BYTES = 4096
-"""Kubernetes keeps at most this much of a container's termination message."""
 SHOWN_ERRORS = 3
 """Invalid rows named in the one-line failure message."""
 
@@ -270,28 +268,6 @@ def failure_document(failure: DatasetInvalid) -> dict[str, Any]:
 def describe_row_error(error: RowError) -> str:
     where = f"row {error.row} {error.field}" if error.field else f"row {error.row}"
     return f"{where}: {error.message}"
-
-
-def summarize(
-    phase: str,
-    reason: str,
-    message: str,
-    stats: DatasetStats | None = None,
-    fingerprint: str | None = None,
-    errors: Sequence[RowError] = (),
-) -> str:
-    """The termination message: compact JSON the operator turns into the status (≤ 4 KiB)."""
-    doc: dict[str, Any] = {"phase": phase, "reason": reason, "message": message[:1024]}
-    if stats is not None:
-        doc["stats"] = stats.model_dump(by_alias=True, mode="json")
-    if fingerprint:
-        doc["fingerprint"] = fingerprint
-    doc["errors"] = [{**e.model_dump(by_alias=True), "message": e.message[:200]} for e in errors]
-    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-    while len(text.encode()) > TERMINATION_MESSAGE_BYTES and doc["errors"]:
-        doc["errors"].pop()
-        text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-    return text
 
 
 def _fresh_dir(path: Path) -> None:

@@ -25,18 +25,20 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from kubesft.api.job_status import Fingerprint, OutputInfo, Preflight
+from kubesft.api.report import TrainerReason, TrainerTermination
 from kubesft.api.runtime import TrainerConfig
-from kubesft_trainer import checkpoint, data, evaluate, health, preflight, report
+from kubesft_trainer import checkpoint, data, evaluate, health, preflight, report, results, sinks
 from kubesft_trainer.checkpoint import Progress
 from kubesft_trainer.config import HALF_DTYPES, Precision, RunPlan, plan_run, resolve_precision
 from kubesft_trainer.data import DataPosition, MicroBatchPlan
-from kubesft_trainer.kube_status import FanOutSink, KubeStatusSink
+from kubesft_trainer.kube_status import KubeStatusSink
 from kubesft_trainer.loop import (
     Session,
     build_optimizer,
@@ -53,14 +55,13 @@ from kubesft_trainer.model import (
     peft_quietly,
 )
 from kubesft_trainer.remote_output import RemoteOutput
+from kubesft_trainer.termination import write_termination_message
 
 MODEL_DIR = "model"
 MERGED_DIR = "merged"
 CONFIG_FILE = "config.json"
 PROGRESS_FILE = "progress.json"
 PREFLIGHT_FILE = "preflight.json"
-PREFLIGHT_STATUS = ("estimatedGpuMemoryGiB", "estimatedTokens", "truncatedFraction")
-"""Preflight fields of the status; the whole estimate is in preflight.json."""
 SAMPLES_BEFORE_FILE = "samples_before.json"
 """Answers of the untrained model, kept so a resumed run can still compare before/after."""
 
@@ -79,8 +80,8 @@ class RunInputs:
     preflight: dict[str, Any]
 
 
-def train(config: TrainerConfig) -> dict[str, Any]:
-    """Run the whole recipe; returns the summary (status fields) on the main process."""
+def train(config: TrainerConfig) -> TrainerTermination | None:
+    """Run the whole recipe; returns the final report on the main process, else None."""
     spec = config.spec
     accelerator, precision = start_accelerator(config)
     set_seed(spec.training.seed)  # the same adapter initialization on every rank
@@ -102,22 +103,22 @@ def train(config: TrainerConfig) -> dict[str, Any]:
     if session.eval_batches is not None and session.last_eval_step != progress.step:
         final = evaluate_all_ranks(session)  # resumed after the last step: evaluate again
     after = _samples(session, inputs, prompts)
-    summary: dict[str, Any] = {}
+    summary: TrainerTermination | None = None
     if accelerator.is_main_process:
         output = save_outputs(config, session, inputs, source)
         evaluation = None
         if final is not None:
-            report.write_eval_json(
+            results.write_eval_json(
                 session.output_dir, before, after, prompts, final, references=references
             )
-            evaluation = report.evaluation_status(final, prompts, before, after)
+            evaluation = results.evaluation_status(final, prompts, before, after)
         if remote is not None:  # uploaded before the run may say Succeeded
             session.reporter.write_plot()
             remote.upload_results(session.output_dir)
-            output["path"] = remote.url_of(Path(output["path"]), session.output_dir)
+            output.path = remote.url_of(Path(output.path), session.output_dir)
         summary = summarize(config, progress, inputs, output, final)
         if evaluation is not None:
-            summary["evaluation"] = evaluation
+            summary.evaluation = evaluation
         summary = session.reporter.finish(summary, plot=remote is None)
     accelerator.wait_for_everyone()
     return summary
@@ -133,7 +134,10 @@ def guard_run(session: Session, config: TrainerConfig, step: int) -> Iterator[No
     timeout = config.spec.training.hang_timeout_seconds
     if timeout:
         session.watchdog = health.HangWatchdog(
-            timeout, health.exit_hung(lambda message: _stopped(session, config, "Hung", message))
+            timeout,
+            health.exit_hung(
+                lambda message: _stopped(session, config, TrainerReason.HUNG, message)
+            ),
         )
         session.watchdog.start(step)
     session.stop.install()
@@ -148,15 +152,17 @@ def guard_run(session: Session, config: TrainerConfig, step: int) -> Iterator[No
             session.watchdog.stop()
 
 
-def _stopped(session: Session, config: TrainerConfig, reason: str, message: str) -> None:
+def _stopped(session: Session, config: TrainerConfig, reason: TrainerReason, message: str) -> None:
     """Report and write the termination message of a run that ends before its last step."""
     # A preempted job goes on in the Job's next pod; the others end here.
-    phase = "Running" if reason == health.Preempted.reason else "Failed"
-    summary = {"phase": phase, "reason": reason, "message": message}
+    phase: Literal["Running", "Failed"] = (
+        "Running" if reason == TrainerReason.PREEMPTED else "Failed"
+    )
+    summary = TrainerTermination(phase=phase, reason=reason, message=message)
     if session.reporter is not None:
         session.reporter.finish(summary)
     else:
-        report.write_termination_message(config.runtime.termination_log, summary)
+        write_termination_message(config.runtime.termination_log, summary)
 
 
 def open_remote_output(config: TrainerConfig, accelerator: Accelerator) -> RemoteOutput | None:
@@ -219,10 +225,10 @@ def open_reporter(
     runtime = config.runtime
     output_dir = Path(runtime.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    sink: report.ProgressSink = report.FileSink(output_dir / PROGRESS_FILE)
+    sink: sinks.ProgressSink = sinks.FileSink(output_dir / PROGRESS_FILE)
     in_cluster = KubeStatusSink.from_environment(runtime.namespace, runtime.job_name)
     if in_cluster is not None:
-        sink = FanOutSink(sink, in_cluster)
+        sink = sinks.FanOutSink(sink, in_cluster)
     return report.Reporter(
         output_dir,
         sink,
@@ -365,7 +371,7 @@ def _eval_batches(config: TrainerConfig, inputs: RunInputs, accelerator: Any) ->
 
 def save_outputs(
     config: TrainerConfig, session: Session, inputs: RunInputs, source: ModelSource
-) -> dict[str, str]:
+) -> OutputInfo:
     """Write model/, config.json and (if asked) merged/; returns the `output` status field."""
     output_dir = session.output_dir
     model = session.accelerator.unwrap_model(session.model)
@@ -385,8 +391,8 @@ def save_outputs(
     if is_adapter and config.spec.output.merge_adapter:
         merged_dir = output_dir / MERGED_DIR
         merge_adapter(source, model_dir, merged_dir, inputs)
-        return {"path": str(merged_dir), "kind": "merged"}
-    return {"path": str(model_dir), "kind": "adapter" if is_adapter else "full"}
+        return OutputInfo(path=str(merged_dir), kind="merged")
+    return OutputInfo(path=str(model_dir), kind="adapter" if is_adapter else "full")
 
 
 def save_tokenizer(tokenizer: Any, chat_template: str, directory: Path) -> None:
@@ -422,21 +428,22 @@ def summarize(
     config: TrainerConfig,
     progress: Progress,
     inputs: RunInputs,
-    output: dict[str, str],
+    output: OutputInfo,
     final: evaluate.EvalResult | None,
-) -> dict[str, Any]:
-    """Status fields of a finished run (the reporter adds progress, metrics, checkpoints)."""
+) -> TrainerTermination:
+    """The end of a finished run (the reporter adds progress, metrics, checkpoints)."""
     stopped_early = progress.step < inputs.plan.total_steps
     loss = f", eval loss {final.loss:.4f}" if final is not None else ""
     config_json = json.dumps(config.model_dump(by_alias=True, mode="json"), sort_keys=True)
-    return {
-        "phase": "Succeeded",
-        "reason": "EarlyStopped" if stopped_early else "Completed",
-        "message": f"trained {progress.step} steps{loss}; output in {output['path']}",
-        "output": output,
-        "preflight": {key: inputs.preflight.get(key) for key in PREFLIGHT_STATUS},
-        "fingerprint": {
-            "dataset": config.runtime.dataset_fingerprint,
-            "config": hashlib.sha256(config_json.encode()).hexdigest(),
-        },
-    }
+    return TrainerTermination(
+        phase="Succeeded",
+        reason=TrainerReason.EARLY_STOPPED if stopped_early else TrainerReason.COMPLETED,
+        message=f"trained {progress.step} steps{loss}; output in {output.path}",
+        output=output,
+        # The status keeps the estimate's headline fields; preflight.json has it all.
+        preflight=Preflight.model_validate(inputs.preflight),
+        fingerprint=Fingerprint(
+            dataset=config.runtime.dataset_fingerprint,
+            config=hashlib.sha256(config_json.encode()).hexdigest(),
+        ),
+    )

@@ -10,11 +10,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
+
+from kubesft.api.formats import (
+    DNS1123_SUBDOMAIN,
+    ConfigMapKey,
+    Labels,
+    ObjectName,
+    RelativePath,
+)
 
 GROUP = "kubesft.io"
 VERSION = "v1alpha1"
@@ -117,26 +125,26 @@ def exactly_one(*fields: str) -> Rule:
 class SecretKeyRef(APIModel):
     """A key of a Secret in the same namespace; its value is only ever passed by reference."""
 
-    name: str = Field(min_length=1, max_length=MAX_NAME)
+    name: ObjectName
     """Name of the Secret."""
-    key: str = Field(default="token", min_length=1, max_length=MAX_NAME)
-    """Key inside the Secret."""
+    key: ConfigMapKey = "token"
+    """Key inside the Secret (Secret keys follow the ConfigMap key rules)."""
 
 
 class SecretRef(APIModel):
     """A whole Secret in the same namespace (e.g. AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)."""
 
-    name: str = Field(min_length=1, max_length=MAX_NAME)
+    name: ObjectName
     """Name of the Secret."""
 
 
 class PVCLocation(APIModel):
     """A path inside a PersistentVolumeClaim in the same namespace."""
 
-    claim_name: str = Field(min_length=1, max_length=MAX_NAME)
+    claim_name: ObjectName
     """Name of the PersistentVolumeClaim."""
-    path: str = Field(default="", max_length=MAX_STRING)
-    """Path inside the volume (relative; empty means the volume root)."""
+    path: RelativePath = ""
+    """Path inside the volume: relative, without '..' (empty means the volume root)."""
 
 
 Phase = str
@@ -163,11 +171,14 @@ class ObjectMeta(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
-    name: str | None = Field(default=None, max_length=MAX_OBJECT_NAME)
-    """Child Jobs and pods derive their names from it, so it is kept short."""
+    name: Annotated[str, AfterValidator(DNS1123_SUBDOMAIN.validate)] | None = Field(
+        default=None, max_length=MAX_OBJECT_NAME
+    )
+    """A DNS-1123 subdomain, as the apiserver requires of custom resources; child Jobs and
+    pods derive their names from it, so it is kept short."""
     namespace: str | None = None
     uid: str | None = None
     generation: int | None = None
     resource_version: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)

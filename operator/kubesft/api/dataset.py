@@ -13,11 +13,14 @@ from kubesft.api.base import (
     APIModel,
     Condition,
     PVCLocation,
+    Rule,
     SecretKeyRef,
     SecretRef,
     StatusModel,
+    cel_field,
     exactly_one,
 )
+from kubesft.api.formats import ConfigMapKey, ImageReference, ObjectName
 
 DatasetFormat = Literal["auto", "messages", "prompt-completion", "text"]
 DatasetPhase = Literal["Pending", "Validating", "Ready", "Failed"]
@@ -52,9 +55,9 @@ class URLSource(APIModel):
 class ConfigMapSource(APIModel):
     """Small inline JSONL data in a ConfigMap, handy for quickstarts and tests."""
 
-    name: str = Field(min_length=1, max_length=MAX_NAME)
+    name: ObjectName
     """Name of the ConfigMap in the same namespace."""
-    key: str = Field(default="data.jsonl", min_length=1, max_length=MAX_NAME)
+    key: ConfigMapKey = "data.jsonl"
     """Key holding the JSONL text."""
 
 
@@ -97,6 +100,19 @@ class ColumnMapping(APIModel):
 class Split(APIModel):
     """How the eval split is made: a random fraction, or a separate source."""
 
+    rules = (
+        Rule(
+            cel="!has(self.maxEvalRows) || has(self.evalSource) || "
+            f"{cel_field('evalFraction', 0.05)} > 0.0",
+            message="split.maxEvalRows caps an eval split, but evalFraction is 0 and there is no "
+            "evalSource: set evalFraction > 0 or remove maxEvalRows",
+            check=lambda s: (
+                s.max_eval_rows is None or s.eval_source is not None or s.eval_fraction > 0
+            ),
+            field_path=".maxEvalRows",
+        ),
+    )
+
     eval_fraction: float = Field(default=0.05, ge=0.0, lt=1.0)
     """Share of rows held out for evaluation; ignored when evalSource is set."""
     seed: int = Field(default=42, ge=0)
@@ -136,7 +152,7 @@ class SFTDatasetSpec(APIModel):
     storage: PVCLocation | None = None
     """Where prepared data is written; defaults to the operator's data claim, path
     `datasets/<name>`. Trainer pods mount it read-only, so multi-node jobs need RWX."""
-    image: str | None = Field(default=None, max_length=MAX_STRING)
+    image: ImageReference | None = None
     """Image for the preparation Job; defaults to the operator's trainer image."""
 
 

@@ -42,7 +42,10 @@ def describe_error(err: ErrorDetails, prefix: str = "") -> str:
     path = field_path(err["loc"], prefix)
     kind = err["type"]
     if kind == "kubesft_rule":
-        return f"{path}{err.get('ctx', {}).get('field_path', '')}: {err['msg']}"
+        rule_path = err.get("ctx", {}).get("field_path", "")
+        if not err["loc"] and not prefix:  # a rule on the whole object names its field
+            return f"{rule_path.lstrip('.')}: {err['msg']}"
+        return f"{path}{rule_path}: {err['msg']}"
     if kind in _REWRITES:
         return f"{path} {_REWRITES[kind]}"
     msg = err["msg"]

@@ -10,7 +10,6 @@ from kubesft.api.base import (
     MAX_LIST,
     MAX_NAME,
     MAX_STRING,
-    MAX_TEMPLATE,
     APIModel,
     PVCLocation,
     Rule,
@@ -19,7 +18,9 @@ from kubesft.api.base import (
     cel_field,
     exactly_one,
 )
+from kubesft.api.chat_template import ChatTemplate
 from kubesft.api.dataset import URL_PATTERN
+from kubesft.api.formats import ImageReference, ObjectName, RelativePath
 from kubesft.api.resources import Resources
 
 MethodType = Literal["lora", "qlora", "full"]
@@ -48,6 +49,14 @@ class ModelRef(APIModel):
             check=lambda m: m.source != "url" or m.url is not None,
             field_path=".url",
         ),
+        # A setting that cannot act: only hub downloads take a revision.
+        Rule(
+            cel=f"!has(self.revision) || {cel_field('source', 'hf')} == 'hf'",
+            message="model.revision applies only to source hf (a hub branch, tag or commit): "
+            "remove it, or pin the version in model.pvc.path / model.url",
+            check=lambda m: m.revision is None or m.source == "hf",
+            field_path=".revision",
+        ),
     )
 
     name: str = Field(min_length=1, max_length=MAX_NAME)
@@ -60,11 +69,11 @@ class ModelRef(APIModel):
     """Folder (or GGUF file) of the model on a PVC, for source pvc."""
     url: str | None = Field(default=None, pattern=URL_PATTERN, max_length=MAX_STRING)
     """Archive or folder URL, for source url."""
-    gguf_file: str | None = Field(default=None, max_length=MAX_NAME)
-    """Load (and dequantize) this GGUF file inside the model folder or repo."""
+    gguf_file: RelativePath | None = None
+    """Load (and dequantize) this GGUF file inside the model folder or repo (relative)."""
     token_secret_ref: SecretKeyRef | None = None
     """Secret key holding a hub token for gated models."""
-    chat_template: str = Field(default="auto", min_length=1, max_length=MAX_TEMPLATE)
+    chat_template: ChatTemplate = "auto"
     """`auto` (the tokenizer's own, else chatml), `chatml`, `llama3` or inline Jinja."""
     trust_remote_code: bool = False
     """Allow model code from the repository; only for sources you trust."""
@@ -73,7 +82,7 @@ class ModelRef(APIModel):
 class DatasetRef(APIModel):
     """An SFTDataset in the same namespace; the job waits until it is Ready."""
 
-    name: str = Field(min_length=1, max_length=MAX_NAME)
+    name: ObjectName
 
 
 class LoraConfig(APIModel):
@@ -211,13 +220,22 @@ class Checkpoints(APIModel):
     keep: int = Field(default=3, ge=1, le=100)
     """Most recent checkpoints kept."""
     keep_best: bool = True
-    """Also keep the checkpoint with the lowest eval loss."""
+    """Also keep the checkpoint with the lowest eval loss (set explicitly, it is refused
+    when the dataset's eval split is empty)."""
 
 
 class Output(APIModel):
     """Where the adapter or model is written."""
 
-    rules = (exactly_one("pvc", "url"),)
+    rules = (
+        exactly_one("pvc", "url"),
+        Rule(
+            cel="!has(self.credentialsSecretRef) || has(self.url)",
+            message="output.credentialsSecretRef applies only to output.url (S3): remove it",
+            check=lambda o: o.credentials_secret_ref is None or o.url is not None,
+            field_path=".credentialsSecretRef",
+        ),
+    )
 
     pvc: PVCLocation | None = None
     url: str | None = Field(default=None, pattern=r"^s3://\S+$", max_length=MAX_STRING)
@@ -253,6 +271,14 @@ class SFTJobSpec(APIModel):
             check=lambda s: s.resources.nodes == 1 or s.output.pvc is not None,
             field_path=".output",
         ),
+        Rule(
+            cel="!has(self.output.mergeAdapter) || !self.output.mergeAdapter || "
+            "!has(self.method) || !has(self.method.type) || self.method.type != 'full'",
+            message="output.mergeAdapter needs an adapter to merge: method.type full writes the "
+            "whole model already; remove mergeAdapter",
+            check=lambda s: not (s.output.merge_adapter and s.method.type == "full"),
+            field_path=".output.mergeAdapter",
+        ),
     )
 
     model: ModelRef
@@ -263,7 +289,7 @@ class SFTJobSpec(APIModel):
     checkpoints: Checkpoints = Field(default_factory=Checkpoints)
     output: Output
     resources: Resources = Field(default_factory=Resources)
-    image: str | None = Field(default=None, max_length=MAX_STRING)
+    image: ImageReference | None = None
     """Trainer image; defaults to the operator's configured image."""
     suspend: bool = False
     """Hold (or pause) the job; drives the trainer Job's suspend."""
@@ -286,5 +312,16 @@ class SFTJobSpec(APIModel):
         return self.training.learning_rate
 
 
-# Fields a running or finished job may not change: they define what was trained.
-IMMUTABLE_AFTER_START = ("model", "dataset", "method", "training", "output")
+# Spec fields a started job may still change (camelCase): suspend drives the trainer Job's
+# suspend; the deadline and the TTL are copied onto the trainer Job, where both are
+# mutable, until the job finishes. Every other spec field is baked into the trainer's
+# ConfigMap or pod template and is fixed from status.startTime on (a CEL transition rule
+# per field, generated in kubesft.crd), so a field added later is fixed by default.
+MUTABLE_AFTER_START = ("suspend", "activeDeadlineSeconds", "ttlSecondsAfterFinished")
+MUTABLE_UNTIL_FINISHED = ("activeDeadlineSeconds", "ttlSecondsAfterFinished")
+
+
+def immutable_after_start() -> tuple[str, ...]:
+    """camelCase names of the spec fields fixed once the job started."""
+    fields = (f.alias or name for name, f in SFTJobSpec.model_fields.items())
+    return tuple(f for f in fields if f not in MUTABLE_AFTER_START)

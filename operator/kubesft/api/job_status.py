@@ -32,8 +32,34 @@ def is_finished(status: Mapping[str, Any] | None, generation: int | None) -> boo
     return observed is None or generation is None or generation <= observed
 
 
-# Condition types of an SFTJob, in the order a job moves through them.
-CONDITION_TYPES = ("DatasetReady", "Feasible", "Admitted", "Running", "Complete", "Failed")
+class JobReason:
+    """Reasons the operator writes on SFTJob conditions and Events (Kubeflow Trainer keeps
+    its reason constants beside its API types too). The trainer's own reasons, which reach
+    the Complete and Failed conditions as they are, are `kubesft.api.report.TrainerReason`.
+    """
+
+    DATASET_NOT_FOUND = "DatasetNotFound"
+    DATASET_NOT_READY = "DatasetNotReady"
+    DATASET_FAILED = "DatasetFailed"
+    DATASET_READY = "DatasetReady"
+    FEASIBLE = "Feasible"
+    INFEASIBLE = "Infeasible"
+    SUSPENDED = "Suspended"
+    WAITING_FOR_QUEUE = "WaitingForQueue"
+    ADMITTED = "Admitted"
+    PODS_PENDING = "PodsPending"
+    TRAINER_RUNNING = "TrainerRunning"
+    RESTARTING = "Restarting"
+    """A trainer pod ended early and its replacement has not started yet."""
+    FINISHING = "Finishing"
+    """Every trainer pod that had to finish did; the Job is not yet marked Complete."""
+    FINISHED = "Finished"
+    OOM_KILLED = "OOMKilled"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    TRAINER_FAILED = "TrainerFailed"
+    """The trainer failed without saying why (no termination message)."""
+    TRAINER_RESTARTED = "TrainerRestarted"
+    """Event: a trainer pod ended and the Job started another."""
 
 
 class Progress(StatusModel):
@@ -49,6 +75,9 @@ class Progress(StatusModel):
     peak_gpu_memory_gi_b: float | None = None
     """Most GPU memory torch allocated on rank 0 so far, in GiB; set on GPUs only. Compare
     with preflight.estimatedGpuMemoryGiB before sizing the next job."""
+    resumed_from_step: int | None = None
+    """The checkpoint step the current trainer pod resumed from (after a preemption or a
+    restart); unset for a run that started fresh."""
     updated_at: str | None = None
 
 
@@ -110,8 +139,12 @@ class Fingerprint(StatusModel):
     """What exactly was trained: data, configuration and image."""
 
     dataset: str | None = None
+    """The SFTDataset's fingerprint (sha256 of its normalized data) the trainer read."""
     config: str | None = None
+    """sha256 of the trainer's resolved configuration (spec with defaults, and runtime)."""
     image: str | None = None
+    """The trainer image as the node ran it: its imageID (digest) when the node reports one,
+    else the image reference."""
 
 
 class SFTJobStatus(StatusModel):
@@ -127,7 +160,12 @@ class SFTJobStatus(StatusModel):
     output: OutputInfo | None = None
     preflight: Preflight | None = None
     restarts: int = 0
+    """Trainer pods started again after one ended early (a crash, an eviction); a failure
+    that is not retried adds none."""
     start_time: str | None = None
     completion_time: str | None = None
     fingerprint: Fingerprint | None = None
     observed_generation: int | None = None
+    """The metadata.generation now in effect: its status was derived and what it changed
+    was applied to the children. A finished job is not reconciled again, so an edit made
+    after it finished is not in effect and this stays behind it."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from kubesft.api.base import GROUP, VERSION, ObjectMeta
 from kubesft.api.dataset import SFTDatasetSpec, SFTDatasetStatus
+from kubesft.api.formats import DNS1035_LABEL_RE, cel_string, is_dns1035_label
 from kubesft.api.job import SFTJobSpec
 from kubesft.api.job_status import SFTJobStatus
 
@@ -44,6 +46,29 @@ class SFTJob(Resource[SFTJobSpec, SFTJobStatus]):
     """A supervised fine-tuning run: base model + SFTDataset + method → adapter or model."""
 
     kind: Literal["SFTJob"] = "SFTJob"
+
+    @model_validator(mode="after")
+    def _name_fits_children(self) -> SFTJob:
+        name = self.metadata.name
+        if name and self.spec.resources.nodes > 1 and not is_dns1035_label(name):
+            raise PydanticCustomError(
+                "kubesft_rule", MULTI_NODE_NAME_MESSAGE, {"field_path": "metadata.name"}
+            )
+        return self
+
+
+# A regex rather than format.dns1035Label(): the apiserver estimates the latter over its
+# cost budget on metadata.name.
+MULTI_NODE_NAME_RULE = (
+    "!has(self.spec.resources) || !has(self.spec.resources.nodes) || "
+    "self.spec.resources.nodes == 1 || "
+    f"self.metadata.name.matches({cel_string(DNS1035_LABEL_RE.pattern)})"
+)
+MULTI_NODE_NAME_MESSAGE = (
+    "metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', starting "
+    "with a letter; no '.') when resources.nodes > 1: the multi-node rendezvous Service "
+    "<name>-train is named after it"
+)
 
 
 @dataclass(frozen=True)

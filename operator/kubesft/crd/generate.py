@@ -8,8 +8,15 @@ from typing import Any
 import yaml
 
 from kubesft.api.base import MAX_OBJECT_NAME
-from kubesft.api.job import IMMUTABLE_AFTER_START
-from kubesft.api.resource import KINDS, SFT_DATASET, SFT_JOB, Kind
+from kubesft.api.job import MUTABLE_UNTIL_FINISHED, immutable_after_start
+from kubesft.api.resource import (
+    KINDS,
+    MULTI_NODE_NAME_MESSAGE,
+    MULTI_NODE_NAME_RULE,
+    SFT_DATASET,
+    SFT_JOB,
+    Kind,
+)
 from kubesft.crd.schema import structural_schema
 
 PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
@@ -47,16 +54,34 @@ def _name_rule() -> dict[str, str]:
     }
 
 
-def _immutable_rule(field: str) -> dict[str, str]:
-    """Transition rule: ``spec.<field>`` is fixed once the job has started."""
-    same = (
+def _same(field: str) -> str:
+    return (
         f"has(self.spec.{field}) == has(oldSelf.spec.{field}) && "
         f"(!has(self.spec.{field}) || self.spec.{field} == oldSelf.spec.{field})"
     )
+
+
+STARTED = "has(oldSelf.status) && has(oldSelf.status.startTime)"
+FINISHED = f"{STARTED} && has(oldSelf.status.completionTime)"
+
+
+def _immutable_rule(field: str) -> dict[str, str]:
+    """Transition rule: ``spec.<field>`` is fixed once the job has started."""
     return {
-        "rule": f"!has(oldSelf.status) || !has(oldSelf.status.startTime) || ({same})",
-        "message": f"spec.{field} cannot change after the job started; "
-        "create a new SFTJob (or delete and re-create this one)",
+        "rule": f"!({STARTED}) || ({_same(field)})",
+        "message": f"spec.{field} cannot change after the job started: the running trainer "
+        "was built from it. To train with the new value, create a new SFTJob with a new "
+        "metadata.name and a new spec.output location (an output holds one run's checkpoints)",
+        "fieldPath": f".spec.{field}",
+    }
+
+
+def _fixed_when_finished_rule(field: str) -> dict[str, str]:
+    """Transition rule: ``spec.<field>`` (copied onto the trainer Job) is fixed once done."""
+    return {
+        "rule": f"!({FINISHED}) || ({_same(field)})",
+        "message": f"spec.{field} cannot change after the job finished (it acts on the "
+        "trainer Job while it runs); delete the SFTJob to remove what is left",
         "fieldPath": f".spec.{field}",
     }
 
@@ -64,7 +89,9 @@ def _immutable_rule(field: str) -> dict[str, str]:
 def _object_schema(kind: Kind) -> dict[str, Any]:
     rules = [_name_rule()]
     if kind is SFT_JOB:
-        rules += [_immutable_rule(f) for f in IMMUTABLE_AFTER_START]
+        rules.append({"rule": MULTI_NODE_NAME_RULE, "message": MULTI_NODE_NAME_MESSAGE})
+        rules += [_immutable_rule(f) for f in immutable_after_start()]
+        rules += [_fixed_when_finished_rule(f) for f in MUTABLE_UNTIL_FINISHED]
     return {
         "type": "object",
         "description": (kind.model.__doc__ or kind.kind).strip(),
@@ -72,7 +99,12 @@ def _object_schema(kind: Kind) -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            # The one metadata restriction CRDs may declare; it also bounds CEL's cost
+            # estimates of rules that read the name.
+            "metadata": {
+                "type": "object",
+                "properties": {"name": {"type": "string", "maxLength": MAX_OBJECT_NAME}},
+            },
             "spec": structural_schema(kind.spec),
             "status": structural_schema(kind.status),
         },

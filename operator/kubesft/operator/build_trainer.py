@@ -53,13 +53,17 @@ def output_dir(job: SFTJob) -> str:
     return join(OUTPUT_DIR, out.pvc.path) if out.pvc else SCRATCH_DIR + "/output"
 
 
+def dataset_dir(inputs: TrainerInputs) -> str:
+    return join(DATA_DIR, inputs.dataset.path)
+
+
 def trainer_config(job: SFTJob, inputs: TrainerInputs) -> TrainerConfig:
     """The trainer's whole input: the user's spec plus paths inside the pod."""
     model = job.spec.model
     model_path = join(MODEL_DIR, model.pvc.path) if model.source == "pvc" and model.pvc else None
     runtime = TrainerRuntime(
         output_dir=output_dir(job),
-        dataset_dir=join(DATA_DIR, inputs.dataset.path),
+        dataset_dir=dataset_dir(inputs),
         model_path=model_path,
         job_name=job.metadata.name or "",
         namespace=job.metadata.namespace or "",
@@ -151,9 +155,14 @@ def _volumes(job: SFTJob, inputs: TrainerInputs) -> tuple[list[Any], list[Any]]:
         shm,
         {"name": "scratch", "emptyDir": {}},
     ]
+    # The prepared data is mounted by subPath at the same in-pod path: the trainer sees its
+    # own dataset generation and nothing else of the data claim. The output claim is
+    # mounted whole because the hub cache (HF_HOME) at its root is shared by runs; the
+    # output path is checked to stay inside it here (`join`), at admission and by the
+    # trainer. Model claims are mounted whole too: model.pvc.path may name a GGUF file.
     mounts = [
         mount("config", CONFIG_DIR, read_only=True),
-        mount("data", DATA_DIR, read_only=True),
+        mount("data", dataset_dir(inputs), read_only=True, sub_path=inputs.dataset.path),
         mount("shm", "/dev/shm"),
         mount("scratch", SCRATCH_DIR),
     ]
@@ -174,7 +183,9 @@ def _container(job: SFTJob, inputs: TrainerInputs, mounts: list[Any]) -> dict[st
         "imagePullPolicy": inputs.config.image_pull_policy,
         "command": trainer_command(job, inputs.config),
         "env": _env(job),
-        "resources": resources(res.cpu, res.memory, {res.gpu_resource_name: res.gpus}),
+        "resources": resources(
+            res.cpu, res.memory, {res.gpu_resource_name: res.gpus}, res.ephemeral_storage
+        ),
         "volumeMounts": mounts,
         "securityContext": container_security_context(),
         "terminationMessagePath": TERMINATION_LOG,
@@ -209,6 +220,16 @@ def _pod_spec(job: SFTJob, inputs: TrainerInputs) -> dict[str, Any]:
     return pod
 
 
+def mutable_job_fields(job: SFTJob) -> dict[str, int | None]:
+    """The trainer Job's fields that follow later SFTJob edits (both mutable on a Job);
+    None means unset. `api.job.MUTABLE_AFTER_START` lists them for admission."""
+    spec = job.spec
+    return {
+        "activeDeadlineSeconds": spec.active_deadline_seconds,
+        "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
+    }
+
+
 def job_suspended(job: SFTJob) -> bool:
     """Created suspended when the user says so, or when Kueue is to admit it."""
     return job.spec.suspend or bool(names.passthrough_labels(job.metadata.labels))
@@ -230,10 +251,7 @@ def build_job(job: SFTJob, inputs: TrainerInputs) -> dict[str, Any]:
     }
     if spec.resources.nodes > 1:
         batch["completionMode"] = "Indexed"
-    if spec.active_deadline_seconds:
-        batch["activeDeadlineSeconds"] = spec.active_deadline_seconds
-    if spec.ttl_seconds_after_finished is not None:
-        batch["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
+    batch.update({k: v for k, v in mutable_job_fields(job).items() if v is not None})
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

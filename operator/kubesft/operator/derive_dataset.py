@@ -5,10 +5,24 @@ from __future__ import annotations
 from kubesft.api import SFTDataset, SFTDatasetStatus
 from kubesft.api.base import ConditionStatus
 from kubesft.api.dataset import DatasetStats, RowError
+from kubesft.api.report import ExitCode, PrepareTermination, TrainerReason
 from kubesft.operator.conditions import set_condition
-from kubesft.operator.observe import ObservedJob
+from kubesft.operator.observe import ObservedJob, Termination
 
 MAX_ERRORS = 20
+EMPTY = PrepareTermination(phase="Ready", reason=TrainerReason.PREPARED)
+"""Stands in for a success whose termination message is missing (an older image)."""
+PREPARE_FAILED = "PrepareFailed"
+"""Ready=False reason when `prepare` failed without saying why (killed, no message)."""
+
+
+def _failure_reason(failure: Termination | None, failed: PrepareTermination | None) -> str:
+    """`prepare`'s own reason; else DatasetInvalid for its INVALID exit, else PrepareFailed."""
+    if failed is not None:
+        return failed.reason.value
+    if failure is not None and failure.exit_code == ExitCode.INVALID:
+        return TrainerReason.DATASET_INVALID.value
+    return PREPARE_FAILED
 
 
 def _rows(errors: list[RowError], limit: int = 5) -> str:
@@ -41,11 +55,11 @@ def derive_dataset_status(
         return status
     if job.complete:
         success = job.last_success()
-        summary = (success.summary() if success else None) or {}
+        done = (success.prepare() if success else None) or EMPTY
         status.phase = "Ready"
-        status.stats = DatasetStats.model_validate(summary.get("stats") or {})
-        status.fingerprint = summary.get("fingerprint")
-        status.errors = [RowError.model_validate(e) for e in summary.get("errors", [])][:MAX_ERRORS]
+        status.stats = done.stats or DatasetStats()
+        status.fingerprint = done.fingerprint
+        status.errors = done.errors[:MAX_ERRORS]
         status.location = location
         stats = status.stats
         ready(
@@ -57,18 +71,15 @@ def derive_dataset_status(
         return status
     if job.failed_for_good:
         failure = job.last_failure()
-        summary = (failure.summary() if failure else None) or {}
+        failed = failure.prepare() if failure else None
         status.phase = "Failed"
-        status.errors = [RowError.model_validate(e) for e in summary.get("errors", [])][:MAX_ERRORS]
-        if summary.get("stats"):
-            status.stats = DatasetStats.model_validate(summary["stats"])
+        status.errors = failed.errors[:MAX_ERRORS] if failed else []
+        if failed is not None and failed.stats is not None:
+            status.stats = failed.stats
         message = failure.text() if failure else job.conditions.get("Failed", ("", "", ""))[2]
         if status.errors and "row " not in message:
             message = f"{message}: {_rows(status.errors)}"
-        reason = summary.get("reason") or (
-            "DatasetInvalid" if failure and failure.exit_code == 2 else "PrepareFailed"
-        )
-        ready("False", str(reason), message)
+        ready("False", _failure_reason(failure, failed), message)
         return status
     status.phase = "Validating"
     ready("False", "Validating", "reading, validating and splitting the data")

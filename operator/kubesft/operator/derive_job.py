@@ -2,25 +2,24 @@
 
 Everything here is re-derived from observed objects, so an operator restarted at any
 point reaches the same status; only fields the trainer reports (progress, metrics,
-checkpoints) are carried over from the current status.
+checkpoints) are carried over from the current status. `job_plan.plan_job` adds the
+Events a transition deserves.
+
+The phase never goes backwards: once a trainer pod ran, the job stays Running until the
+Job is Complete or Failed, through a crash and its restart (`Restarting`) and through the
+moment between the last pod finishing and the Job controller marking it Complete
+(`Finishing`). Only the Job's own Complete/Failed conditions end a run: a pod that
+succeeded says nothing about its siblings (multi-node) or about what the Job will do.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from kubesft.api import SFTDataset, SFTJob, SFTJobStatus
 from kubesft.api.base import ConditionStatus
-from kubesft.api.job_status import (
-    TERMINAL_PHASES,
-    CheckpointInfo,
-    EvaluationResult,
-    Metrics,
-    OutputInfo,
-    Preflight,
-    Progress,
-)
+from kubesft.api.job_status import TERMINAL_PHASES, Fingerprint, JobReason
+from kubesft.api.report import TrainerReason, TrainerReport, TrainerTermination
 from kubesft.operator.conditions import set_condition
 from kubesft.operator.observe import ObservedJob, Termination
 
@@ -46,11 +45,12 @@ class _Status:
 
     def __init__(self, job: SFTJob, now: str) -> None:
         self.value = (job.status or SFTJobStatus()).model_copy(deep=True)
+        self.previous_phase = self.value.phase
         self.generation = job.metadata.generation
         self.now = now
         self.value.observed_generation = self.generation
 
-    def cond(self, type_: str, status: ConditionStatus, reason: str, message: str = "") -> None:
+    def cond(self, type_: str, status: ConditionStatus, reason: str, message: str) -> None:
         self.value.conditions = set_condition(
             self.value.conditions, type_, status, reason, message, self.generation, self.now
         )
@@ -59,7 +59,7 @@ class _Status:
 def _dataset_condition(s: _Status, job: SFTJob, dataset: SFTDataset | None) -> bool:
     name = job.spec.dataset.name
     if dataset is None:
-        s.cond("DatasetReady", "False", "DatasetNotFound",
+        s.cond("DatasetReady", "False", JobReason.DATASET_NOT_FOUND,
                f"SFTDataset {name!r} does not exist in this namespace: create it or fix "
                "spec.dataset.name")  # fmt: skip
         return False
@@ -67,89 +67,143 @@ def _dataset_condition(s: _Status, job: SFTJob, dataset: SFTDataset | None) -> b
     if ds is None or ds.phase != "Ready" or ds.observed_generation != dataset.metadata.generation:
         phase = ds.phase if ds else "Pending"
         detail = next((c.message for c in (ds.conditions if ds else []) if c.type == "Ready"), "")
-        reason = "DatasetFailed" if phase == "Failed" else "DatasetNotReady"
+        reason = JobReason.DATASET_FAILED if phase == "Failed" else JobReason.DATASET_NOT_READY
         message = f"SFTDataset {name!r} is {phase}" + (f": {detail}" if detail else "")
         s.cond("DatasetReady", "False", reason, message)
         return False
-    s.cond("DatasetReady", "True", "DatasetReady", f"SFTDataset {name!r} is Ready")
+    s.cond("DatasetReady", "True", JobReason.DATASET_READY, f"SFTDataset {name!r} is Ready")
     return True
 
 
-def _failure_message(trainer: ObservedJob) -> tuple[str, str]:
-    failure: Termination | None = trainer.last_failure()
-    _, reason, message = trainer.conditions.get("Failed", ("", "", ""))
+def describe_failure(failure: Termination) -> str:
+    """One line on how a trainer container ended: OOM advice, or its exit and message."""
+    if failure.oom_killed:
+        return f"{OOM_ADVICE} (pod {failure.pod})"
+    text = failure.text()
+    exit_text = failure.exit_text()
+    detail = "" if text == exit_text else f": {text}"
+    return f"trainer pod {failure.pod} ended with {exit_text}{detail}"
+
+
+def _telling_failure(trainer: ObservedJob) -> tuple[Termination | None, TrainerTermination | None]:
+    """The failure that explains the most: the latest with the trainer's own message (on
+    multi-node the Job controller kills the other pods after one fails, and their
+    terminations say nothing), else the latest."""
+    for failure in reversed(trainer.terminations):
+        report = failure.trainer() if failure.exit_code != 0 else None
+        if report is not None and report.phase == "Failed":
+            return failure, report
+    return trainer.last_failure(), None
+
+
+def _failure_reason(trainer: ObservedJob) -> tuple[str, str]:
+    """Reason and message of the Failed condition: the trainer's own when it wrote one."""
+    failure, report = _telling_failure(trainer)
+    _, job_reason, job_message = trainer.conditions.get("Failed", ("", "", ""))
     if failure is not None and failure.oom_killed:
-        return "OOMKilled", f"{OOM_ADVICE} (pod {failure.pod})"
-    if failure is not None and failure.exit_code == 2:
-        return "InvalidConfigOrData", failure.text()
-    if reason == "DeadlineExceeded":
-        return reason, f"{message}: raise spec.activeDeadlineSeconds or train fewer steps"
+        return JobReason.OOM_KILLED, describe_failure(failure)
+    if job_reason == JobReason.DEADLINE_EXCEEDED:
+        return job_reason, f"{job_message}: raise spec.activeDeadlineSeconds or train fewer steps"
+    if report is not None and failure is not None:
+        return report.reason.value, report.message or describe_failure(failure)
     if failure is not None:
-        return reason or "TrainerFailed", f"{message}: last error: {failure.text()}".strip(": ")
-    return reason or "TrainerFailed", message
+        return JobReason.TRAINER_FAILED, f"{job_message}: {describe_failure(failure)}".strip(": ")
+    return job_reason or JobReason.TRAINER_FAILED, job_message or "the trainer Job failed"
 
 
-def _apply_summary(status: SFTJobStatus, summary: dict[str, Any]) -> None:
-    """Copy the trainer's final summary (termination message) onto the status."""
-    if "progress" in summary:
-        status.progress = Progress.model_validate(summary["progress"])
-    if "metrics" in summary:
-        status.metrics = Metrics.model_validate(summary["metrics"])
-    if "evaluation" in summary:
-        status.evaluation = EvaluationResult.model_validate(summary["evaluation"])
-    if "output" in summary:
-        status.output = OutputInfo.model_validate(summary["output"])
-    if "preflight" in summary:
-        status.preflight = Preflight.model_validate(summary["preflight"])
-    if "checkpoints" in summary:
-        status.checkpoints = [CheckpointInfo.model_validate(c) for c in summary["checkpoints"]]
-    if summary.get("bestCheckpoint"):
-        status.best_checkpoint = summary["bestCheckpoint"]
+def _final_report(trainer: ObservedJob) -> TrainerTermination | None:
+    """The trainer's final report: rank 0's termination message (other ranks write none)."""
+    for ended in reversed(trainer.terminations):
+        report = ended.trainer() if ended.exit_code == 0 else None
+        if report is not None:
+            return report
+    return None
+
+
+def apply_report(status: SFTJobStatus, report: TrainerReport) -> None:
+    """Put every field the trainer reported onto `status` (the contract's fields, which
+    SFTJobStatus shares by name and type; `test_contract` pins that)."""
+    for name in TrainerReport.model_fields:
+        value = getattr(report, name)
+        if value is not None:
+            setattr(status, name, value)
 
 
 def _finish(s: _Status, trainer: ObservedJob) -> None:
     st = s.value
     st.completion_time = st.completion_time or trainer.completion_time or s.now
+    s.cond("Running", "False", JobReason.FINISHED, "the trainer Job has ended")
     if trainer.complete:
-        success = trainer.last_success()
-        _apply_summary(st, (success.summary() if success else None) or {})
+        report = _final_report(trainer)
+        if report is not None:
+            apply_report(st, report)
         st.phase = "Succeeded"
         if st.progress is not None:
             st.progress.percent = 100
-        s.cond("Running", "False", "Finished")
-        s.cond("Complete", "True", "TrainingSucceeded",
-               f"output in {st.output.path}" if st.output else "training finished")  # fmt: skip
+        reason = report.reason.value if report is not None else TrainerReason.COMPLETED.value
+        message = (report.message if report is not None else "") or (
+            f"output in {st.output.path}" if st.output else "training finished"
+        )
+        s.cond("Complete", "True", reason, message)
         return
-    reason, message = _failure_message(trainer)
+    reason, message = _failure_reason(trainer)
     st.phase = "Failed"
-    s.cond("Running", "False", "Finished")
     s.cond("Failed", "True", reason, message)
 
 
-def _running_phase(s: _Status, job: SFTJob, trainer: ObservedJob) -> None:
+def _active_phase(s: _Status, job: SFTJob, trainer: ObservedJob) -> None:
+    """Suspended, Queued or Running while the trainer Job is neither Complete nor Failed."""
     st = s.value
+    nodes = job.spec.resources.nodes
     if job.spec.suspend:
         st.phase = "Suspended"
-        s.cond("Admitted", "False", "Suspended", "spec.suspend is true: set it to false to run")
-        s.cond("Running", "False", "Suspended")
-    elif trainer.suspended:
+        message = "spec.suspend is true: set it to false to run"
+        s.cond("Admitted", "False", JobReason.SUSPENDED, message)
+        s.cond("Running", "False", JobReason.SUSPENDED, message)
+        return
+    if trainer.suspended:
         st.phase = "Queued"
-        s.cond("Admitted", "False", "WaitingForQueue", "waiting for Kueue to admit the Job")
-        s.cond("Running", "False", "Queued")
-    elif trainer.running_pods:
+        message = "waiting for Kueue to admit the trainer Job"
+        s.cond("Admitted", "False", JobReason.WAITING_FOR_QUEUE, message)
+        s.cond("Running", "False", JobReason.WAITING_FOR_QUEUE, message)
+        return
+    s.cond("Admitted", "True", JobReason.ADMITTED, "the trainer Job may start its pods")
+    if trainer.running_pods:
         st.phase = "Running"
-        s.cond("Admitted", "True", "Admitted")
-        s.cond(
-            "Running", "True", "TrainerRunning", f"{trainer.running_pods} trainer pod(s) running"
-        )
+        s.cond("Running", "True", JobReason.TRAINER_RUNNING,
+               f"{trainer.running_pods} of {nodes} trainer pod(s) running")  # fmt: skip
+    elif trainer.succeeded:
+        st.phase = "Running"
+        s.cond("Running", "True", JobReason.FINISHING,
+               f"{trainer.succeeded} of {nodes} trainer pod(s) finished; waiting for the Job "
+               "to complete")  # fmt: skip
+    elif s.previous_phase == "Running":
+        st.phase = "Running"  # a crash being retried: the run goes on, it is not queued again
+        failure = trainer.last_failure()
+        ended = describe_failure(failure) if failure else "a trainer pod ended"
+        s.cond("Running", "True", JobReason.RESTARTING,
+               f"{ended}; waiting for the replacement pod (restart {st.restarts} of "
+               f"spec.retry.maxRestarts {job.spec.retry.max_restarts})")  # fmt: skip
     else:
         st.phase = "Queued"
-        s.cond("Admitted", "True", "Admitted")
-        waiting = "restarting after a failure" if trainer.failed else "waiting for trainer pods"
-        s.cond("Running", "False", "PodsPending", waiting)
-    last = trainer.last_failure()
-    if last is not None and last.oom_killed and st.phase != "Running":
-        s.cond("Running", "False", "OOMKilled", OOM_ADVICE)
+        s.cond("Running", "False", JobReason.PODS_PENDING, "waiting for trainer pods to start")
+
+
+def _observe_trainer(st: SFTJobStatus, trainer: ObservedJob, now: str) -> None:
+    """restarts and startTime: facts of the trainer Job whatever its phase."""
+    if trainer.restarts is not None:
+        st.restarts = max(st.restarts, trainer.restarts)  # pods may be gone; retries stay
+    # startTime marks the trainer Job's creation; from then on CEL keeps the spec fixed.
+    st.start_time = st.start_time or trainer.start_time or now
+
+
+def _fingerprint_image(st: SFTJobStatus, trainer: ObservedJob, seen: str | None) -> None:
+    """The image part of the fingerprint, which only the node knows (the trainer reports
+    the dataset and config parts); `seen` is the image an earlier reconcile recorded."""
+    image = trainer.image or seen
+    if image is not None:
+        fingerprint = st.fingerprint or Fingerprint()
+        st.fingerprint = fingerprint.model_copy(update={"image": image})
 
 
 def derive_job_status(job: SFTJob, facts: JobFacts, now: str) -> SFTJobStatus:
@@ -165,18 +219,19 @@ def derive_job_status(job: SFTJob, facts: JobFacts, now: str) -> SFTJobStatus:
             return st
         if facts.infeasible:
             st.phase = "Failed"
-            s.cond("Feasible", "False", "Infeasible", facts.infeasible)
-            s.cond("Failed", "True", "Infeasible", facts.infeasible)
+            s.cond("Feasible", "False", JobReason.INFEASIBLE, facts.infeasible)
+            s.cond("Failed", "True", JobReason.INFEASIBLE, facts.infeasible)
             st.completion_time = now
             return st
-        s.cond("Feasible", "True", "Feasible")
+        s.cond("Feasible", "True", JobReason.FEASIBLE,
+               "the request fits the cluster; creating the trainer Job")  # fmt: skip
         st.phase = "Pending"
         return st
-    st.restarts = trainer.failed
-    # startTime marks the trainer Job's creation; from then on CEL keeps the spec fixed.
-    st.start_time = st.start_time or trainer.start_time or now
+    _observe_trainer(st, trainer, now)
+    image = st.fingerprint.image if st.fingerprint else None
     if trainer.complete or trainer.failed_for_good:
         _finish(s, trainer)
     else:
-        _running_phase(s, job, trainer)
+        _active_phase(s, job, trainer)
+    _fingerprint_image(st, trainer, image)
     return st

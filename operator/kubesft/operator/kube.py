@@ -19,6 +19,37 @@ log = logging.getLogger("kubesft.operator")
 Manifest = dict[str, Any]
 
 
+class CreateFailed(ApiException):  # type: ignore[misc]  # untyped client
+    """Creating a child failed; names the object and carries the apiserver's message."""
+
+    verb = "could not create"
+
+    def __init__(self, err: ApiException, kind: str, namespace: str, name: str) -> None:
+        super().__init__(status=err.status, reason=err.reason)
+        self.body = err.body
+        self.kind, self.namespace, self.name = kind, namespace, name
+        self.message = api_message(err)
+
+    def __str__(self) -> str:
+        return f"the apiserver {self.verb} {self.kind} {self.namespace}/{self.name}: {self.message}"
+
+
+class RejectedObject(CreateFailed):
+    """The apiserver refused the object as built (400/422: invalid, or denied by an
+    admission policy); retrying the same object cannot succeed."""
+
+    verb = "refused"
+
+
+def api_message(err: ApiException) -> str:
+    """The apiserver's own explanation from an error response (its Status.message)."""
+    try:
+        message = json.loads(err.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or err.reason or err.status)
+
+
 def now_rfc3339() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -66,14 +97,21 @@ class Kube:
         return table[kind]
 
     def ensure(self, manifest: Manifest) -> Manifest:
-        """Create the object, or return the existing one of that name (never duplicate)."""
+        """Create the object, or return the existing one of that name (never duplicate).
+
+        Raises RejectedObject when the apiserver refuses the object itself (400, 422),
+        CreateFailed for any other error but a conflict.
+        """
         create, read = self._ops(manifest["kind"])
         meta = manifest["metadata"]
         try:
             return self._json(create, meta["namespace"], manifest)
         except ApiException as err:
+            kind, ns, name = manifest["kind"], meta["namespace"], meta["name"]
+            if err.status in (400, 422):
+                raise RejectedObject(err, kind, ns, name) from None
             if err.status != 409:
-                raise
+                raise CreateFailed(err, kind, ns, name) from None
         return self._json(read, meta["name"], meta["namespace"])
 
     def ensure_all(self, manifests: Sequence[Manifest]) -> list[Manifest]:

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+from kubesft.api.report import PrepareTermination, TrainerTermination, parse_termination
+
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+"""Annotation (and label) of an Indexed Job's pods: the index each one runs."""
 
 
 @dataclass(frozen=True)
@@ -21,21 +27,29 @@ class Termination:
     def oom_killed(self) -> bool:
         return self.reason == "OOMKilled"
 
-    def summary(self) -> dict[str, Any] | None:
-        """The JSON summary the trainer or `prepare` wrote, if the message is one."""
-        try:
-            data = json.loads(self.message)
-        except (json.JSONDecodeError, TypeError):
-            return None
-        return data if isinstance(data, dict) else None
+    def trainer(self) -> TrainerTermination | None:
+        """What the trainer wrote as it ended, if the message is its termination message."""
+        return parse_termination(self.message, TrainerTermination)
+
+    def prepare(self) -> PrepareTermination | None:
+        """What `prepare` wrote as it ended, if the message is its termination message."""
+        return parse_termination(self.message, PrepareTermination)
 
     def text(self) -> str:
-        """A one-line human message: the summary's message, else the raw text tail."""
-        summary = self.summary()
-        if summary and summary.get("message"):
-            return str(summary["message"])
+        """A one-line human message: the termination message's `message`, else the last
+        line of the raw text (a log tail under FallbackToLogsOnError), else the exit."""
+        try:
+            doc = json.loads(self.message)
+        except (json.JSONDecodeError, TypeError):
+            doc = None
+        if isinstance(doc, dict) and doc.get("message"):
+            return str(doc["message"])
         lines = [line for line in self.message.strip().splitlines() if line.strip()]
-        return lines[-1] if lines else f"exit code {self.exit_code} ({self.reason})"
+        return lines[-1] if lines else self.exit_text()
+
+    def exit_text(self) -> str:
+        """`exit code 1 (Error)`: how the container ended."""
+        return f"exit code {self.exit_code}" + (f" ({self.reason})" if self.reason else "")
 
 
 @dataclass(frozen=True)
@@ -44,8 +58,6 @@ class ObservedJob:
 
     name: str
     suspended: bool
-    active: int = 0
-    ready: int = 0
     succeeded: int = 0
     failed: int = 0
     conditions: dict[str, tuple[str, str, str]] = field(default_factory=dict)
@@ -55,6 +67,12 @@ class ObservedJob:
     running_pods: int = 0
     terminations: tuple[Termination, ...] = ()
     """Ended containers, oldest first."""
+    restarts: int | None = None
+    """Pods started again for a completion index that had one already (a retry after a
+    failure or an eviction); None when the pods were not listed."""
+    image: str | None = None
+    """The trainer image as the node resolved it (containerStatuses imageID, a digest),
+    else as the pod spec names it; None when no pod was listed."""
 
     def has(self, condition: str) -> bool:
         return self.conditions.get(condition, ("False",))[0] == "True"
@@ -95,6 +113,27 @@ def _terminations(pods: list[dict[str, Any]], container: str) -> list[Terminatio
     return sorted(out, key=lambda t: t.finished_at or "")
 
 
+def _restarts(pods: list[dict[str, Any]]) -> int:
+    """Pods beyond the first of each completion index (a non-Indexed Job: one index)."""
+    per_index = Counter(
+        ((p.get("metadata") or {}).get("annotations") or {}).get(COMPLETION_INDEX, "") for p in pods
+    )
+    return sum(count - 1 for count in per_index.values())
+
+
+def _image(pods: list[dict[str, Any]], container: str) -> str | None:
+    """The newest pod's image of `container`: its imageID once the node pulled it."""
+    newest = sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+    for pod in reversed(newest):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") == container and (cs.get("imageID") or cs.get("image")):
+                return str(cs.get("imageID") or cs.get("image"))
+        for spec in (pod.get("spec") or {}).get("containers") or []:
+            if spec.get("name") == container and spec.get("image"):
+                return str(spec["image"])
+    return None
+
+
 def counts_pods(job: dict[str, Any]) -> bool:
     """Whether the Job's status counts any pod; if not, listing its pods can be skipped.
 
@@ -119,8 +158,6 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]], container: str)
     return ObservedJob(
         name=job["metadata"]["name"],
         suspended=bool((job.get("spec") or {}).get("suspend")),
-        active=int(status.get("active") or 0),
-        ready=int(status.get("ready") or 0),
         succeeded=int(status.get("succeeded") or 0),
         failed=int(status.get("failed") or 0),
         conditions=conditions,
@@ -128,4 +165,6 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]], container: str)
         completion_time=status.get("completionTime"),
         running_pods=running,
         terminations=tuple(_terminations(pods, container)),
+        restarts=_restarts(pods) if pods else None,
+        image=_image(pods, container),
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from kubesft.api.base import PVCLocation, SecretKeyRef, SecretRef
+from kubesft.api.formats import is_relative_path
+from kubesft.api.report import ExitCode
 
 CONFIG_DIR = "/etc/kubesft"
 TERMINATION_LOG = "/dev/termination-log"
@@ -51,13 +53,31 @@ def pvc_volume(name: str, claim: str, read_only: bool = False) -> dict[str, Any]
     return {"name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}}
 
 
-def mount(name: str, path: str, read_only: bool = False) -> dict[str, Any]:
-    return {"name": name, "mountPath": path, "readOnly": read_only}
+def mount(name: str, path: str, read_only: bool = False, sub_path: str = "") -> dict[str, Any]:
+    """A volumeMount; `sub_path` mounts only that folder (or file) of the volume."""
+    out: dict[str, Any] = {"name": name, "mountPath": path, "readOnly": read_only}
+    if sub_path:
+        out["subPath"] = inside_volume(sub_path)
+    return out
+
+
+def inside_volume(relative: str) -> str:
+    """`relative` when it stays inside its volume; ValueError otherwise.
+
+    Admission refuses such paths already (`formats.RELATIVE_PATH`); this keeps one that
+    slipped past it (an object stored under an older CRD) out of every pod spec.
+    """
+    if not is_relative_path(relative):
+        raise ValueError(f"path {relative!r} leaves its volume (absolute, '.' or '..')")
+    return relative
 
 
 def join(base: str, relative: str) -> str:
-    """`/data` + `datasets/x` → `/data/datasets/x`; an empty relative path is the base."""
-    relative = relative.strip("/")
+    """`/data` + `datasets/x` → `/data/datasets/x`; an empty relative path is the base.
+
+    Raises ValueError for a path that would leave `base` (see :func:`inside_volume`).
+    """
+    relative = inside_volume(relative)
     return f"{base}/{relative}" if relative else base
 
 
@@ -74,7 +94,10 @@ def parse_location(uri: str) -> PVCLocation:
 
 
 def resources(
-    cpu: str | None, memory: str | None, extended: dict[str, int] | None = None
+    cpu: str | None,
+    memory: str | None,
+    extended: dict[str, int] | None = None,
+    ephemeral_storage: str | None = None,
 ) -> dict[str, Any]:
     """Requests equal limits: training pods should be Guaranteed, never overcommitted."""
     amounts: dict[str, Any] = {}
@@ -82,38 +105,36 @@ def resources(
         amounts["cpu"] = cpu
     if memory:
         amounts["memory"] = memory
+    if ephemeral_storage:
+        amounts["ephemeral-storage"] = ephemeral_storage
     for name, count in (extended or {}).items():
         if count:
             amounts[name] = str(count)  # quantities are strings in the API
     return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
 
 
-# Exit codes of the trainer image (kubesft_trainer/exit_codes.py).
-EXIT_INVALID = 2
-"""Bad configuration or data (trainer and `prepare`)."""
-EXIT_NUMERICAL_INSTABILITY = 4
-"""The trainer's loss or gradient norm went non-finite."""
-EXIT_PREEMPTED = 75
-"""The trainer checkpointed on SIGTERM and exited."""
-
-
 def pod_failure_policy(container: str, *, trainer: bool = False) -> dict[str, Any]:
     """Preemption and node drains are not the job's fault; bad config/data never heals.
 
-    For the trainer also: a divergence fails at once (the retry would diverge the same
-    way), and a pod that checkpointed on SIGTERM is replaced without counting against
-    `backoffLimit` (a drain by `kubectl drain` or a spot reclaim may come without the
-    DisruptionTarget condition that the eviction API and the scheduler's preemption add).
+    For the trainer also (`ExitCode`): a divergence fails at once (a retry would diverge the
+    same way), and a pod that checkpointed on SIGTERM is replaced without counting against
+    `backoffLimit` (a drain by `kubectl drain --disable-eviction` or a node shutdown may come
+    without the DisruptionTarget condition that the eviction API and preemption add).
     """
-    fail = [EXIT_INVALID, EXIT_NUMERICAL_INSTABILITY] if trainer else [EXIT_INVALID]
+    fail = [ExitCode.INVALID, ExitCode.NUMERICAL_INSTABILITY] if trainer else [ExitCode.INVALID]
     rules: list[dict[str, Any]] = [
         {
             "action": "FailJob",
-            "onExitCodes": {"containerName": container, "operator": "In", "values": fail},
+            "onExitCodes": {
+                "containerName": container,
+                "operator": "In",
+                "values": [int(code) for code in fail],
+            },
         },
         {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
     ]
     if trainer:
-        ignore = {"containerName": container, "operator": "In", "values": [EXIT_PREEMPTED]}
+        preempted = [int(ExitCode.PREEMPTED)]
+        ignore = {"containerName": container, "operator": "In", "values": preempted}
         rules.append({"action": "Ignore", "onExitCodes": ignore})
     return {"rules": rules}

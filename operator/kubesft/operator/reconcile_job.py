@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from kubesft.api import (
     SFT_DATASET,
     SFT_JOB,
+    InvalidSpec,
     ObjectMeta,
     SFTDataset,
     SFTJob,
-    SFTJobStatus,
     parse_object,
 )
 from kubesft.api.job_status import TERMINAL_PHASES, is_finished
 from kubesft.operator import build_trainer, names
 from kubesft.operator.config import OperatorConfig
-from kubesft.operator.derive_job import JobFacts, derive_job_status
+from kubesft.operator.derive_job import JobFacts
 from kubesft.operator.feasibility import assess
-from kubesft.operator.kube import Kube, Manifest, now_rfc3339
+from kubesft.operator.job_plan import JobPlan, plan_job
+from kubesft.operator.kube import CreateFailed, Kube, Manifest, RejectedObject, now_rfc3339
 from kubesft.operator.observe import ObservedJob, counts_pods, observe_job
 from kubesft.operator.owner import owner_reference
 from kubesft.operator.pod_parts import parse_location
-from kubesft.operator.status_patch import status_dict, write_status
+from kubesft.operator.precheck import precheck
+from kubesft.operator.status_patch import patch_status, post_event, status_dict
 
 
 def _dataset(kube: Kube, job: SFTJob) -> SFTDataset | None:
@@ -89,6 +89,15 @@ def _sync_suspend(kube: Kube, job: SFTJob, trainer: Manifest) -> None:
         trainer.setdefault("spec", {})["suspend"] = desired
 
 
+def _sync_mutable(kube: Kube, job: SFTJob, trainer: Manifest) -> None:
+    """Edits of spec.activeDeadlineSeconds / ttlSecondsAfterFinished reach the Job."""
+    current = trainer.setdefault("spec", {})
+    patch = {k: v for k, v in build_trainer.mutable_job_fields(job).items() if current.get(k) != v}
+    if patch:  # a null removes the field
+        kube.patch_job(job.metadata.namespace or "", trainer["metadata"]["name"], {"spec": patch})
+        current.update(patch)
+
+
 def _observe(kube: Kube, trainer: Manifest) -> ObservedJob:
     ns, name = trainer["metadata"]["namespace"], trainer["metadata"]["name"]
     pods = kube.job_pods(ns, name) if counts_pods(trainer) else []
@@ -96,7 +105,10 @@ def _observe(kube: Kube, trainer: Manifest) -> ObservedJob:
 
 
 def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str) -> str | None:
-    """Converge one SFTJob; returns its phase (None when it is gone)."""
+    """Converge one SFTJob: read → plan (`job_plan.plan_job`) → apply → write status.
+
+    Returns its phase (None when it is gone).
+    """
     raw = kube.get_custom(SFT_JOB.plural, namespace, name)
     if raw is None:
         return None
@@ -105,32 +117,44 @@ def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str)
     if is_finished(raw.get("status"), job.metadata.generation):
         assert job.status is not None
         return job.status.phase  # finished: never re-run, even when TTL removed the children
-    old = status_dict(job.status)
-    if job.status is not None and job.status.phase in TERMINAL_PHASES:
-        job.status = None  # failed before it started and edited since: evaluate afresh
+    previous = job.status
+    if previous is not None and previous.phase in TERMINAL_PHASES:
+        # Failed before it started and edited since: evaluate afresh.
+        job = job.model_copy(update={"status": None})
     trainer = kube.get("Job", namespace, names.trainer_job(name))
     cm: Manifest | None = None
+    plan: JobPlan | None = None
     if trainer is None:
         # The dataset matters only until the trainer exists (its location is in the
         # ConfigMap from then on), so it is read only here.
         dataset = _dataset(kube, job)
         infeasible = assess(job, config).problem
-        status = derive_job_status(job, JobFacts(dataset, None, infeasible), now_rfc3339())
-        if status.phase == "Pending" and dataset is not None:
-            cm, trainer = _create_children(kube, job, dataset, config)
-            job.status = status  # keep DatasetReady/Feasible for the derivation below
+        facts = JobFacts(dataset, None, infeasible)
+        plan = plan_job(job, facts, now_rfc3339(), previous=previous)
+        if plan.create_trainer and dataset is not None:
+            problems = precheck(job, dataset)
+            if problems:  # reported by the reconciler as Failed/InvalidSpec + a Warning
+                raise InvalidSpec(problems)
+            try:
+                cm, trainer = _create_children(kube, job, dataset, config)
+            except RejectedObject as err:  # the same: a condition and a Warning naming it
+                raise InvalidSpec([str(err)]) from None
+            except CreateFailed as err:  # e.g. quota, RBAC, apiserver down: retried
+                kube.event(job.to_dict(), "Warning", "FailedCreate", f"{err}; retrying")
+                raise
+            # The trainer's plan below starts from this one's DatasetReady and Feasible.
+            job = job.model_copy(update={"status": plan.status})
     if trainer is not None:
         _sync_suspend(kube, job, trainer)
+        _sync_mutable(kube, job, trainer)
         if job.status is None or job.status.start_time is None:
             # startTime is recorded in the same reconcile that adopts the ConfigMap, so
             # once it is set the adoption has happened: no need to read the ConfigMap.
             _adopt_config(kube, job, trainer, cm)
-        status = derive_job_status(job, JobFacts(None, _observe(kube, trainer)), now_rfc3339())
-    return _write_status(kube, raw, old, status)
-
-
-def _write_status(kube: Kube, raw: Manifest, old: dict[str, Any], status: SFTJobStatus) -> str:
-    latest = max(status.conditions, key=lambda c: c.last_transition_time or "", default=None)
-    message = latest.message if latest and latest.message else status.phase
-    write_status(kube, SFT_JOB.plural, raw, old, status, message)
-    return str(status.phase)
+        facts = JobFacts(None, _observe(kube, trainer))
+        plan = plan_job(job, facts, now_rfc3339(), previous=previous)
+    assert plan is not None
+    patch_status(kube, SFT_JOB.plural, raw, status_dict(previous), plan.status)
+    for event in plan.events:
+        post_event(kube, raw, event.type, event.reason, event.message)
+    return str(plan.status.phase)

@@ -23,7 +23,7 @@ def test_invalid_manifest_names_its_field(case: InvalidCase) -> None:
 
 def test_table_is_large_and_covers_both_kinds() -> None:
     kinds = {c.kind for c in CASES}
-    assert len(CASES) >= 25 and kinds == {"SFTJob", "SFTDataset"}
+    assert len(CASES) >= 80 and kinds == {"SFTJob", "SFTDataset"}
     assert len({c.id for c in CASES}) == len(CASES)
 
 

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from kubesft.api import TrainerConfig
+from kubesft.api.report import ExitCode
 from kubesft.operator import build_trainer
-from kubesft_trainer import exit_codes
 from tests.unit.operator.fixtures import inputs, job
 
 
@@ -66,9 +66,9 @@ def test_pod_failure_policy_follows_the_trainers_exit_code_table() -> None:
         for code in rule["onExitCodes"]["values"]
     }
     assert by_code == {
-        exit_codes.INVALID: "FailJob",
-        exit_codes.NUMERICAL_INSTABILITY: "FailJob",
-        exit_codes.PREEMPTED: "Ignore",
+        ExitCode.INVALID: "FailJob",
+        ExitCode.NUMERICAL_INSTABILITY: "FailJob",
+        ExitCode.PREEMPTED: "Ignore",
     }  # HUNG and RETRYABLE are absent: the Job's backoff retries them
     assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in rules
 

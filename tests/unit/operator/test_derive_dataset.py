@@ -10,12 +10,13 @@ LOC = "pvc://kubesft-data/datasets/quickstart/g1"
 
 def test_no_job_is_pending_and_running_job_is_validating() -> None:
     assert derive_dataset_status(dataset(), None, LOC, "t").phase == "Pending"
-    assert derive_dataset_status(dataset(), observed(active=1), LOC, "t").phase == "Validating"
+    assert derive_dataset_status(dataset(), observed(), LOC, "t").phase == "Validating"
 
 
 def test_completed_job_makes_the_dataset_ready_with_stats() -> None:
     summary = {
         "phase": "Ready",
+        "reason": "Prepared",
         "stats": {"rows": 10, "valid": 10, "train": 8, "eval": 2},
         "fingerprint": "f" * 64,
         "errors": [],

@@ -59,19 +59,23 @@ def test_ready_and_feasible_is_pending_creation() -> None:
 
 def test_running_queued_and_suspended() -> None:
     ready = dataset(READY)
-    running = derive_job_status(job(), JobFacts(ready, observed(running_pods=1, active=1)), NOW)
+    running = derive_job_status(job(), JobFacts(ready, observed(running_pods=1)), NOW)
     assert running.phase == "Running" and conditions(running)["Running"][0] == "True"
     assert running.start_time == NOW
     queued = derive_job_status(job(), JobFacts(ready, observed(suspended=True)), NOW)
     assert queued.phase == "Queued" and conditions(queued)["Admitted"][1] == "WaitingForQueue"
     paused = derive_job_status(job(suspend=True), JobFacts(ready, observed(suspended=True)), NOW)
     assert paused.phase == "Suspended" and "spec.suspend" in conditions(paused)["Admitted"][2]
-    pending = derive_job_status(job(), JobFacts(ready, observed(active=1)), NOW)
+    pending = derive_job_status(job(), JobFacts(ready, observed()), NOW)
     assert pending.phase == "Queued" and conditions(pending)["Admitted"][0] == "True"
 
 
-def test_success_copies_the_trainer_summary() -> None:
+def test_success_copies_the_trainer_report_with_its_reason() -> None:
     summary = {
+        "phase": "Succeeded",
+        "reason": "EarlyStopped",
+        "message": "trained 20 steps; output in /output/run/final",
+        "fingerprint": {"dataset": "d" * 64, "config": "c" * 64},
         "progress": {"step": 20, "totalSteps": 20, "percent": 99},
         "metrics": {"trainLoss": 0.5, "evalLoss": 0.7},
         "evaluation": {"evalLoss": 0.7, "samples": [{"prompt": "p", "before": "x", "after": "y"}]},
@@ -84,18 +88,22 @@ def test_success_copies_the_trainer_summary() -> None:
         conditions={"Complete": ("True", "", "")},
         completion_time="2026-01-01T00:00:50Z",
         terminations=(ended(0, "Completed", summary),),
+        image="kubesft/trainer@sha256:" + "e" * 64,
     )
     st = derive_job_status(job(), JobFacts(dataset(READY), done), NOW)
     assert st.phase == "Succeeded" and st.progress is not None and st.progress.percent == 100
     assert st.evaluation is not None and st.evaluation.samples[0].after == "y"
     assert st.best_checkpoint == "c10" and st.checkpoints[0].eval_loss == 0.9
     assert st.completion_time == "2026-01-01T00:00:50Z"
-    assert conditions(st)["Complete"][0] == "True"
+    assert conditions(st)["Complete"] == ("True", "EarlyStopped", summary["message"])
+    assert st.fingerprint is not None and st.fingerprint.dataset == "d" * 64
+    assert st.fingerprint.image == "kubesft/trainer@sha256:" + "e" * 64  # from the node
 
 
-def test_exit_code_2_fails_with_the_trainer_message() -> None:
+def test_exit_code_2_fails_with_the_trainers_own_reason_and_message() -> None:
     msg = {
         "phase": "Failed",
+        "reason": "InvalidInput",
         "message": "spec.training.maxSeqLength: 16 is shorter than any prompt",
     }
     failed = observed(
@@ -106,7 +114,18 @@ def test_exit_code_2_fails_with_the_trainer_message() -> None:
     st = derive_job_status(job(), JobFacts(dataset(READY), failed), NOW)
     assert st.phase == "Failed"
     _, reason, message = conditions(st)["Failed"]
-    assert reason == "InvalidConfigOrData" and "maxSeqLength" in message
+    assert reason == "InvalidInput" and message == msg["message"]
+
+
+def test_a_failure_without_a_termination_message_names_the_exit_and_the_log_tail() -> None:
+    failed = observed(
+        failed=1,
+        conditions={"Failed": ("True", "PodFailurePolicy", "rule 0 matched")},
+        terminations=(ended(2, "Error", "loading\nValueError: bad things"),),
+    )
+    _, reason, message = conditions(derive_job_status(job(), JobFacts(None, failed), NOW))["Failed"]
+    assert reason == "TrainerFailed"
+    assert "exit code 2 (Error)" in message and "ValueError: bad things" in message
 
 
 def test_oom_killed_suggests_what_to_change() -> None:
@@ -114,11 +133,12 @@ def test_oom_killed_suggests_what_to_change() -> None:
         failed=4,
         conditions={"Failed": ("True", "BackoffLimitExceeded", "")},
         terminations=(ended(137, "OOMKilled"),),
+        restarts=3,
     )
     st = derive_job_status(job(), JobFacts(dataset(READY), oom), NOW)
     _, reason, message = conditions(st)["Failed"]
     assert reason == "OOMKilled" and "qlora" in message and "microBatchSize" in message
-    assert st.restarts == 4
+    assert st.restarts == 3
 
 
 def test_finished_status_is_kept_when_children_are_gone() -> None:
