@@ -9,10 +9,11 @@ PYTEST_ARGS ?=
 PIP_INSTALL = $(PY) -m pip install --quiet --resume-retries 30
 
 .PHONY: help venv controlplane crds check lint typecheck test test-unit test-trainer \
-	test-integration demo bench clean
+	test-integration demo kind-demo bench clean
 
 help:
-	@echo "make demo   - start a local control plane and run the quickstart"
+	@echo "make demo   - start a local control plane and run the quickstart (MODEL=smollm2: a real model)"
+	@echo "make kind-demo - the quickstart on a kind cluster with both images (needs Docker; DRY_RUN=1 prints it)"
 	@echo "make test   - lint, type-check and run all tests (builds the control plane once)"
 	@echo "make crds   - regenerate crds/, the chart's copy and docs/api-reference.md"
 	@echo "make bench  - the CPU benchmarks (trainer vs TRL, data prep, operator at scale)"
@@ -64,7 +65,11 @@ test-integration: venv controlplane
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 demo: venv controlplane
-	hack/demo
+	hack/demo $(if $(MODEL),--model $(MODEL))
+
+# Needs Docker, kind, kubectl and helm; not run by CI. DRY_RUN=1 prints the commands.
+kind-demo: $(if $(DRY_RUN),,venv)
+	hack/kind/up $(if $(DRY_RUN),--dry-run)
 
 # The CPU benchmark set (<= 15 min on 2 cores); results land in bench/results/.
 bench: venv controlplane

@@ -242,6 +242,11 @@ class StepPlan:
     def tokens(self, step: int) -> int:
         return sum(self.example_lengths(step))
 
+    def graded_share(self) -> float:
+        """Share of tokens whose label is graded (the rest, prompts and headers, is not)."""
+        labels = [t for mb in self.micro_batches for _, labels in mb for t in labels]
+        return sum(t != -100 for t in labels) / len(labels)
+
 
 def kubesft_step_plan(config_path: Path, settings: Settings) -> StepPlan:
     """Rebuild what `train.load_inputs` and `loop.train_loop` feed each step, with their code."""
@@ -495,7 +500,8 @@ def summarize(
     summary = (
         f"trainer vs TRL: {ratio:.2f}x tokens/s (kubesft {sides['kubesft']['tokensPerSecond']:.0f}"
         f" tok/s, TRL {sides['trl']['tokensPerSecond']:.0f} tok/s; {where}), "
-        f"{extra}, loss curves within {100 * max_difference:.4f}%"
+        f"{extra}, loss curves within {100 * max_difference:.4f}%, "
+        f"{100 * (1 - plan.graded_share()):.0f}% of tokens ungraded"
     )
     device = "CPU" if settings.device == "cpu" else "GPU"
     return {
@@ -517,6 +523,7 @@ def summarize(
         },
         "measuredSteps": [settings.skip_steps + 1, settings.steps],
         "tokensPerStep": [plan.tokens(s) for s in range(settings.steps)],
+        "gradedTokenShare": round(plan.graded_share(), 4),
         "flopsPerToken": flops / tokens,
         "ratioTokensPerSecond": round(ratio, 3),
         "ratioTokensPerCpuSecond": round(cpu_ratio, 3),

@@ -127,13 +127,16 @@ def _cmd_operator_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _api_and_namespace(namespace: str | None) -> tuple[Any, str]:
-    """An API client from the kubeconfig, and -n or the current context's namespace."""
-    from kubernetes import config
+def _api_and_namespace(args: argparse.Namespace) -> tuple[Any, str]:
+    """An API client for --kubeconfig/--context (as kubectl resolves them), and -n or the
+    context's namespace."""
+    from kubesft.client.connect import KubeconfigError, connect
 
-    _, active = config.list_kube_config_contexts()  # type: ignore[no-untyped-call, unused-ignore]
-    ns = namespace or (active or {}).get("context", {}).get("namespace") or "default"
-    return config.new_client_from_config(), ns  # type: ignore[no-untyped-call, unused-ignore]
+    try:
+        conn = connect(args.kubeconfig, args.context, args.namespace)
+    except KubeconfigError as err:
+        raise SystemExit(f"error: {err}") from None
+    return conn.api, conn.namespace
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -148,7 +151,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from kubesft.api import GROUP, SFT_JOB, VERSION, SFTJob
     from kubesft.status_view import render_status
 
-    api, ns = _api_and_namespace(args.namespace)
+    api, ns = _api_and_namespace(args)
     custom = client.CustomObjectsApi(api)
 
     def fetch() -> Any:
@@ -181,7 +184,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     """Print the trainer's logs (all pods of the SFTJob's trainer Job, oldest first)."""
     from kubernetes import client
 
-    api, ns = _api_and_namespace(args.namespace)
+    api, ns = _api_and_namespace(args)
     core = client.CoreV1Api(api)
     pods: Any = core.list_namespaced_pod(ns, label_selector=f"kubesft.io/job={args.name}")
     items: list[Any] = sorted(pods.items, key=lambda p: p.metadata.creation_timestamp)
@@ -195,8 +198,11 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kubesft", description=__doc__)
+def build_parser(prog: str = "kubesft") -> argparse.ArgumentParser:
+    from kubesft.client.connect import add_connection_flags
+
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    add_connection_flags(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
     crds = sub.add_parser("crds", help="print, write or check the generated CRDs")
@@ -220,12 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--namespace", "-n")
     status.add_argument("--watch", "-w", action="store_true", help="follow until it finishes")
     status.add_argument("--interval", type=float, default=2.0)
+    add_connection_flags(status, top_level=False)
     status.set_defaults(func=_cmd_status)
 
     logs = sub.add_parser("logs", help="the trainer's logs of an SFTJob")
     logs.add_argument("name")
     logs.add_argument("--namespace", "-n")
     logs.add_argument("--tail", type=int, default=None)
+    add_connection_flags(logs, top_level=False)
     logs.set_defaults(func=_cmd_logs)
 
     operator = sub.add_parser("operator", help="the kubesft operator")
@@ -242,8 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "kubesft") -> int:
+    args = build_parser(prog).parse_args(argv)
     code: int = args.func(args)
     return code
 

@@ -158,6 +158,9 @@ def test_invalid_input_fails_with_the_trainers_reason_and_no_restart(
     failed = condition(st, "Failed")
     assert failed["reason"] == "InvalidInput" and "no-such-model" in failed["message"], failed
     assert st["restarts"] == 0, json.dumps(st, indent=1)  # exit 2 is not retried
+    dataset = cluster.status(SFT_DATASET.plural, "quickstart")
+    assert st["fingerprint"]["dataset"] == dataset["fingerprint"], st["fingerprint"]
+    assert len(st["fingerprint"]["config"]) == 64 and st["fingerprint"]["image"], st
     warnings = [e for e in events(cluster) if e["type"] == "Warning"]
     assert warnings == [{"type": "Warning", "reason": "Failed", "message": failed["message"]}]
 

@@ -8,7 +8,7 @@ import pytest
 from kubernetes import client
 
 from kubesft.api import SFT_JOB
-from kubesft.api.report import TrainerTermination
+from kubesft.api.report import TrainerReport, TrainerTermination
 from kubesft.operator.kube import Kube
 from kubesft.operator.reconcile_job import reconcile_job
 from kubesft_trainer.kube_status import KubeStatusSink
@@ -49,3 +49,26 @@ def test_trainer_sink_patches_its_own_status_only(
     assert status["phase"] == "Queued"  # the operator's fields are untouched
     with pytest.raises(RuntimeError, match="HTTP 403"):
         _sink(kube, tmp_path, namespace, "other", "mine-trainer").send(report)
+
+
+def test_reported_eval_history_becomes_the_overfitting_condition(
+    kube: Kube,
+    tmp_path: Path,
+    namespace: str,
+) -> None:
+    create(kube, namespace, valid_dataset())
+    make_dataset_ready(kube, namespace)
+    create(kube, namespace, sft_job(namespace, "fits"))
+    reconcile_job(kube, CONFIG, namespace, "fits")
+    losses = [(2.0, 1.5), (1.6, 1.6), (1.2, 1.7), (0.9, 1.8)]  # (train, eval) per evaluation
+    history = [
+        {"step": 10 * i, "trainLoss": train, "evalLoss": ev} for i, (train, ev) in enumerate(losses)
+    ]
+    report = TrainerReport.model_validate({"metrics": {"evalHistory": history}})
+    _sink(kube, tmp_path, namespace, "fits", "fits-trainer").send(report)
+    reconcile_job(kube, CONFIG, namespace, "fits")
+    status = (kube.get_custom(SFT_JOB.plural, namespace, "fits") or {})["status"]
+    assert status["metrics"]["evalHistory"] == history  # the CRD schema keeps every field
+    condition = next(c for c in status["conditions"] if c["type"] == "Overfitting")
+    assert (condition["status"], condition["reason"]) == ("True", "EvalLossRising")
+    assert "1.5 at step 0 -> 1.8 at step 30" in condition["message"]

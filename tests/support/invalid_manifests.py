@@ -203,6 +203,31 @@ CASES: list[InvalidCase] = [
         {"spec.validation": {"minExamples": 0}},
         "spec.validation.minExamples",
     ),
+    # The data audit's knobs (prepare's audit.py).
+    InvalidCase(
+        "audit-action-unknown",
+        D,
+        {"spec.validation": {"nearDuplicates": "ignore"}},
+        "spec.validation.nearDuplicates",
+    ),
+    InvalidCase(
+        "min-answer-words-zero",
+        D,
+        {"spec.validation": {"minAnswerWords": 0}},
+        "spec.validation.minAnswerWords",
+    ),
+    InvalidCase(
+        "length-score-zero",
+        D,
+        {"spec.validation": {"maxLengthScore": 0}},
+        "spec.validation.maxLengthScore",
+    ),
+    InvalidCase(
+        "overfitting-patience-zero",
+        J,
+        {"spec.evaluation.overfittingPatience": 0},
+        "spec.evaluation.overfittingPatience",
+    ),
     InvalidCase("dataset-name-too-long", D, {}, "metadata.name", name="d" * 60),
     # Kubernetes formats: names of objects (DNS-1123 subdomains).
     InvalidCase("job-name-not-a-name", J, {}, "metadata.name", name="Bad_Name"),
@@ -288,6 +313,22 @@ CASES: list[InvalidCase] = [
         {"spec.resources.tolerations": [{"key": "gpu", "operator": "Exists", "value": "a"}]},
         "spec.resources.tolerations[0].value",
     ),
+    InvalidCase(
+        "toleration-without-key-equal",
+        J,
+        {"spec.resources.tolerations": [{"operator": "Equal", "value": "a"}]},
+        "spec.resources.tolerations[0].operator",
+    ),
+    InvalidCase(
+        "toleration-seconds-without-noexecute",
+        J,
+        {
+            "spec.resources.tolerations": [
+                {"key": "gpu", "effect": "NoSchedule", "tolerationSeconds": 60}
+            ]
+        },
+        "spec.resources.tolerations[0].tolerationSeconds",
+    ),
     # Quantities: parseable and not negative.
     InvalidCase("cpu-negative", J, {"spec.resources.cpu": "-1"}, "spec.resources.cpu"),
     InvalidCase("memory-gb-suffix", J, {"spec.resources.memory": "64GB"}, "spec.resources.memory"),
@@ -368,6 +409,12 @@ CASES: list[InvalidCase] = [
         J,
         {"spec.method": {"type": "full"}, "spec.output.mergeAdapter": True},
         "spec.output.mergeAdapter",
+    ),
+    InvalidCase(
+        "fsdp-for-adapters",
+        J,
+        {"spec.method": {"type": "lora"}, "spec.training.parallelism": "fsdp"},
+        "spec.training.parallelism",
     ),
     InvalidCase(
         "credentials-for-pvc-output",

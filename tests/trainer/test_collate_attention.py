@@ -9,10 +9,11 @@ import torch
 from torch.nn import functional
 from transformers import LlamaForCausalLM
 
+from kubesft_trainer.attention import register_packed_sdpa
 from kubesft_trainer.collate import collate_packed, collate_padded
 from kubesft_trainer.masking import IGNORE_INDEX, TokenizedExample
 
-ATTENTION = ["sdpa", "eager"]
+ATTENTION = ["sdpa", "eager", register_packed_sdpa()]  # the last: what `sdpa` trains with
 LENGTHS = [7, 13, 4, 10]
 
 

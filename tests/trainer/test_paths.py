@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kubesft_trainer import exit_codes
+from kubesft.api.report import ExitCode
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.paths import inside_mount
 from tests.support.sft_run import run_trainer, trainer_config, write_config
@@ -23,7 +23,7 @@ def _run(tmp_path: Path, output_path: str, output_dir: Path) -> tuple[int, str]:
 def test_trainer_refuses_an_output_path_outside_its_volume(tmp_path: Path, path: str) -> None:
     mount = tmp_path / "volume"
     code, err = _run(tmp_path, path, mount / path.lstrip("/"))
-    assert code == exit_codes.INVALID, err
+    assert code == ExitCode.INVALID, err
     assert "spec.output.pvc.path" in err and "relative path" in err, err
     assert "Traceback" not in err
     assert not (tmp_path / "tmp").exists() and not mount.exists()
@@ -35,7 +35,7 @@ def test_trainer_refuses_an_output_folder_that_links_out_of_its_volume(tmp_path:
     elsewhere.mkdir()
     (mount / "run").symlink_to(elsewhere)
     code, err = _run(tmp_path, "run", mount / "run")
-    assert code == exit_codes.INVALID, err
+    assert code == ExitCode.INVALID, err
     assert "spec.output.pvc.path" in err and "outside its volume" in err, err
     assert list(elsewhere.iterdir()) == []
 

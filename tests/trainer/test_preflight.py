@@ -6,14 +6,14 @@ from types import SimpleNamespace
 
 import pytest
 
+from kubesft import sizing
 from kubesft.api.job import SFTJobSpec
 from kubesft.api.job_status import Preflight
 from kubesft_trainer.chat_template import resolve_chat_template
 from kubesft_trainer.data import tokenize_split
 from kubesft_trainer.preflight import (
     check_feasible,
-    estimate_gpu_memory_gib,
-    lora_param_count,
+    memory_breakdown,
     run_preflight,
     token_stats,
 )
@@ -41,23 +41,24 @@ LLAMA_1B = SimpleNamespace(
 )
 
 
-def estimate(config=LLAMA_8B, method="lora", checkpointing=True, batch=1, **overrides) -> dict:
-    arguments = {
-        "num_params": config.num_params,
-        "method": method,
-        "precision": "bf16",
-        "lora_params": lora_param_count(config, 16, ["all-linear"]),
-        "quant": "nf4" if method == "qlora" else None,
-        "micro_batch_size": batch,
-        "max_seq_length": 2048,
-        "hidden_size": config.hidden_size,
-        "num_layers": config.num_hidden_layers,
-        "gradient_checkpointing": checkpointing,
-        "optimizer": "adamw",
-        "vocab_size": config.vocab_size,
-        "tied_embeddings": config.tie_word_embeddings,
-    }
-    return estimate_gpu_memory_gib(**(arguments | overrides))
+def job_spec(method: str = "lora", **training) -> SFTJobSpec:
+    return SFTJobSpec.model_validate(
+        {
+            "model": {"name": "m"},
+            "dataset": {"name": "d"},
+            "output": {"pvc": {"claimName": "out"}},
+            "method": {"type": method},
+            "training": {"maxSeqLength": 2048, "microBatchSize": 1} | training,
+        }
+    )
+
+
+def estimate(
+    config=LLAMA_8B, method="lora", checkpointing=True, batch=1, world_size=1, **training
+) -> dict:
+    spec = job_spec(method, gradientCheckpointing=checkpointing, microBatchSize=batch, **training)
+    shape = sizing.ModelShape.from_config(config, config.num_params)
+    return memory_breakdown(sizing.estimate_job(spec, shape, world_size=world_size), spec)
 
 
 def test_lora_needs_less_than_full_and_qlora_less_than_lora() -> None:
@@ -71,22 +72,34 @@ def test_gradient_checkpointing_lowers_activations() -> None:
     with_checkpoints, without = estimate(checkpointing=True), estimate(checkpointing=False)
     assert with_checkpoints["activationsGiB"] < without["activationsGiB"]
     assert with_checkpoints["weightsGiB"] == without["weightsGiB"]
-    assert estimate(batch=4)["activationsGiB"] > without["activationsGiB"]
+    assert estimate(batch=4)["activationsGiB"] > with_checkpoints["activationsGiB"]
 
 
 def test_full_bf16_adamw_of_an_8b_model_does_not_fit_an_80_gib_gpu() -> None:
     full = estimate(method="full")
-    # 16 bytes per parameter: bf16 weights and gradients, fp32 master, m and v.
+    # 16 bytes per parameter: fp32 weights and gradients, m and v (+ autocast's bf16 copy).
     assert full["weightsGiB"] + full["gradientsGiB"] + full["optimizerStatesGiB"] == pytest.approx(
-        16 * LLAMA_8B.num_params / 1024**3, rel=1e-3
+        18 * LLAMA_8B.num_params / 1024**3, rel=1e-3
     )
     assert full["totalGiB"] > 80
     message = check_feasible(full, 80, gpu_resource_name="nvidia.com/gpu")
     assert message.startswith(
-        f"needs ~{full['totalGiB']:.1f} GiB per GPU but nvidia.com/gpu has 80 GiB"
+        f"needs replicated (ddp) over 1 GPU, ~{full['totalGiB']:.1f} GiB per GPU "
+        "but nvidia.com/gpu has 80 GiB"
     )
     assert "spec.method.type lora or qlora" in message
     assert "spec.training.optimizer adamw_8bit" in message
+
+
+def test_full_8b_on_16_gpus_fits_when_sharded_and_advises_fsdp_when_replicated() -> None:
+    sharded = estimate(method="full", world_size=16)
+    assert sharded["strategy"] == "fsdp" and sharded["totalGiB"] < 40
+    assert check_feasible(sharded, 80) is None
+    replicated = estimate(method="full", world_size=16, parallelism="ddp")
+    assert replicated["strategy"] == "ddp" and replicated["totalGiB"] > 80
+    message = check_feasible(replicated, 80)
+    assert message.startswith("needs replicated (ddp) over 16 GPUs")
+    assert "spec.training.parallelism fsdp" in message
 
 
 def test_lora_of_a_1b_model_fits_24_gib() -> None:

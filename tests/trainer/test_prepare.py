@@ -41,6 +41,7 @@ STATS_KEYS = {
     "format",
     "roles",
     "lengthHistogram",
+    "audit",
     "fingerprint",
     "errors",
 }

@@ -82,3 +82,4 @@ def test_bad_data_row_exits_2_naming_the_file_and_line(tiny_model_dir, tmp_path,
     assert "train.jsonl line 17" in err and "narrator" in err, err
     failure = json.loads((tmp_path.parent / f"{tmp_path.name}.termination-log").read_text())
     assert failure["phase"] == "Failed" and failure["reason"] == "InvalidInput"
+    assert len(failure["fingerprint"]["config"]) == 64  # what was attempted, for the status

@@ -10,7 +10,10 @@ from kubesft.sizing import (
     hidden_size_guess,
     layers_guess,
     lora_param_count,
+    loss_bytes,
+    loss_chunk_rows,
     params_from_name,
+    resolve_strategy,
 )
 
 LLAMA_8B = {
@@ -18,6 +21,8 @@ LLAMA_8B = {
     "hidden_size": 4096,
     "num_layers": 32,
     "vocab_size": 128256,
+    "kv_size": 1024,
+    "intermediate_size": 14336,
 }
 LLAMA_8B_LORA_16 = 41_943_040
 """r=16 on every linear layer: 16 * (8192 + 5120 + 5120 + 8192 + 3 * 18432) * 32."""
@@ -54,15 +59,45 @@ def test_lora_params_of_llama_8b_all_linear() -> None:
     assert lora_param_count(r=16, target_modules=["w1"], **shape) > attention_only
 
 
-def test_full_mixed_precision_costs_16_bytes_per_parameter_and_shards_split_it() -> None:
-    full = estimate("full")
+def test_full_mixed_precision_costs_16_bytes_per_parameter_and_fsdp_splits_it() -> None:
+    full = estimate("full", world_size=8)
     states = full.weights + full.gradients + full.optimizer
-    assert states == pytest.approx(16 * LLAMA_8B["params"] / GIB)
+    # fp32 weights, gradients, m and v, plus autocast's bf16 copy of each weight under DDP.
+    assert states == pytest.approx(18 * LLAMA_8B["params"] / GIB)
     assert full.trainable_params == LLAMA_8B["params"]
+    assert (full.strategy, full.sharding_buffers) == ("ddp", 0.0)
 
-    sharded = estimate("full", shards=8)
-    assert sharded.weights + sharded.gradients + sharded.optimizer == pytest.approx(states / 8)
+    sharded = estimate("full", strategy="fsdp", world_size=8)
+    assert sharded.weights + sharded.gradients + sharded.optimizer == pytest.approx(
+        16 * LLAMA_8B["params"] / 8 / GIB
+    )
     assert sharded.activations == full.activations  # every GPU still holds its own batch
+    # Gathered: two layers in bf16 and one layer's fp32 gradient, plus embeddings and head.
+    embeddings = 2 * LLAMA_8B["vocab_size"] * LLAMA_8B["hidden_size"]
+    layer = (LLAMA_8B["params"] - embeddings) / 32
+    assert sharded.sharding_buffers * GIB == pytest.approx(layer * (2 * 2 + 4) + embeddings * 2)
+    assert sharded.describe() == f"sharded (fsdp) over 8 GPUs, ~{sharded.total:.1f} GiB per GPU"
+
+
+def test_fsdp_on_one_gpu_is_one_replica() -> None:
+    assert estimate("full", strategy="fsdp", world_size=1).strategy == "ddp"
+
+
+@pytest.mark.parametrize(
+    ("requested", "method", "world", "expected"),
+    [
+        ("auto", "full", 16, "fsdp"),
+        ("auto", "full", 1, "ddp"),
+        ("auto", "lora", 16, "ddp"),
+        ("auto", "qlora", 8, "ddp"),
+        ("ddp", "full", 16, "ddp"),
+        ("fsdp", "full", 2, "fsdp"),
+    ],
+)
+def test_strategy_auto_shards_full_fine_tuning_over_several_gpus(
+    requested, method, world, expected
+) -> None:
+    assert resolve_strategy(requested, method, world) == expected
 
 
 def test_qlora_stores_linear_layers_in_about_half_a_byte_and_embeddings_in_dtype() -> None:
@@ -86,12 +121,26 @@ def test_methods_order_by_memory_and_adapters_train_a_fraction() -> None:
 
 def test_checkpointing_keeps_layer_inputs_and_one_layer_of_activations() -> None:
     tokens, hidden, layers = 2048, 4096, 32
+    layer = 11 * hidden + 3 * 1024 + 5 * 14336  # values per token of one Llama-8B layer
     kept = estimate(vocab_size=0, gradient_checkpointing=True).activations * GIB
-    assert kept == tokens * hidden * (2 * layers + 34)
+    assert kept == tokens * (hidden * layers + layer + 3 * hidden) * 2
     everything = estimate(vocab_size=0, gradient_checkpointing=False).activations * GIB
-    assert everything == tokens * hidden * 34 * layers
-    logits = estimate().activations * GIB - kept
-    assert logits == tokens * LLAMA_8B["vocab_size"] * (2 + 8)
+    assert everything == tokens * (layer * layers + 3 * hidden) * 2
+    loss = estimate().activations * GIB - kept
+    assert loss == loss_bytes(tokens, hidden, LLAMA_8B["vocab_size"], 2, head_trains=False)
+
+
+def test_the_loss_holds_one_chunk_of_logits_not_the_whole_row() -> None:
+    vocab, hidden = LLAMA_8B["vocab_size"], LLAMA_8B["hidden_size"]
+    rows = loss_chunk_rows(vocab)
+    assert rows * vocab <= 2**24 or rows == 128
+    short = loss_bytes(100, hidden, vocab, 2, head_trains=False)
+    assert short == 100 * vocab * (4 + 4) + 100 * hidden * 4  # fewer tokens than a chunk
+    long = loss_bytes(32768, hidden, vocab, 2, head_trains=False)
+    assert long - 32768 * hidden * 4 == rows * vocab * 8  # one chunk, however long the row
+    whole_logits = 32768 * vocab * (2 + 8)
+    assert long < whole_logits / 50
+    assert loss_bytes(100, hidden, vocab, 2, head_trains=True) - short == vocab * hidden * 2
 
 
 def test_overhead_is_the_cuda_context_plus_a_tenth_for_fragmentation() -> None:

@@ -1,9 +1,12 @@
 """Checkpoints that are either complete or invisible, and resuming from the latest one.
 
 Layout of `<output>/checkpoints/step-N/`:
-- `adapter_model.safetensors` + `adapter_config.json` (lora/qlora; loadable with peft), or
-  `model.safetensors` + `config.json` (full; loadable with `from_pretrained`);
-- `optimizer.pt`, `scheduler.pt`, `rng-rank<R>.pt` (python, numpy, torch, cuda states);
+- lora/qlora: `adapter_model.safetensors` + `adapter_config.json` (loadable with peft) and
+  `optimizer.pt`;
+- full: `sharded/`, weights and optimizer state as torch.distributed.checkpoint shards
+  (every rank's under FSDP), which load on any world size, sharded or replicated; with a
+  replicated model also `model.safetensors` + `config.json` (loadable with `from_pretrained`);
+- `scheduler.pt`, `rng-rank<R>.pt` (python, numpy, torch, cuda states);
 - `trainer_state.json`: step, data position, eval loss, early-stopping counters;
 - `COMPLETE`, written last.
 Everything is written into `.tmp-step-N` and renamed into place after `COMPLETE`, so a
@@ -28,6 +31,7 @@ import numpy as np
 import torch
 
 from kubesft.api.report import best_checkpoint
+from kubesft_trainer import sharding
 from kubesft_trainer.data import DataPosition
 
 CHECKPOINTS = "checkpoints"
@@ -88,9 +92,15 @@ def save_checkpoint(
     accelerator.wait_for_everyone()
     torch.save(capture_rng(), tmp / f"rng-rank{accelerator.process_index}.pt")
     created_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    unwrapped = accelerator.unwrap_model(model)
+    full_weights = not hasattr(unwrapped, "peft_config")
+    if full_weights:  # collective; DCP loads on any world size, sharded or not
+        sharding.save_sharded(unwrapped, optimizer, tmp / sharding.SHARDED_DIR)
     if main:
-        save_weights(accelerator.unwrap_model(model), tmp)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if not sharding.is_sharded(model):
+            save_weights(unwrapped, tmp)
+        if not full_weights:
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         _write_json(tmp / STATE_FILE, _state_document(progress, created_at))
     accelerator.wait_for_everyone()
@@ -176,8 +186,13 @@ def resume_from(
 ) -> Progress:
     """Restore weights, optimizer, scheduler and this rank's RNG from `record`."""
     path = record.path
-    load_weights(accelerator.unwrap_model(model), path)
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu"))
+    if (path / sharding.SHARDED_DIR).exists():  # re-sharded for this world size by DCP
+        sharding.load_sharded(
+            accelerator.unwrap_model(model), optimizer, path / sharding.SHARDED_DIR
+        )
+    else:
+        load_weights(accelerator.unwrap_model(model), path)
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu"))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu"))
     rng = path / f"rng-rank{accelerator.process_index}.pt"
     if rng.exists():  # absent when the world grew since; fresh randomness is then fine

@@ -19,11 +19,13 @@ from pathlib import Path
 
 from kubesft.api.dataset import SFTDatasetSpec
 from kubesft.api.errors import InvalidSpec, validate_model
+from kubesft.api.job_status import Fingerprint
 from kubesft.api.report import ExitCode, PrepareTermination, TrainerReason, TrainerTermination
 from kubesft_trainer.config import load_config
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.health import RunStopped
 from kubesft_trainer.prepare import DatasetInvalid, prepare_dataset
+from kubesft_trainer.report import run_fingerprint
 from kubesft_trainer.termination import write_termination_message
 
 TERMINATION_LOG = Path("/dev/termination-log")
@@ -110,6 +112,7 @@ def run_train(args: argparse.Namespace) -> int:
         write_termination_message(_termination_log(None), _failure(TrainerReason.INVALID_SPEC, err))
         raise
     log = Path(config.runtime.termination_log)
+    fingerprint = run_fingerprint(config)  # what was attempted, on failures too
     try:
         # Imported here: torch and transformers take seconds, and `prepare` needs neither.
         from kubesft_trainer.train import train
@@ -119,10 +122,10 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"{err.reason}: {err}", file=sys.stderr, flush=True)
         return int(err.exit_code)
     except UserError as err:  # the spec does not fit the data, the model or the node
-        write_termination_message(log, _failure(TrainerReason.INVALID_INPUT, err))
+        write_termination_message(log, _failure(TrainerReason.INVALID_INPUT, err, fingerprint))
         raise
     except Exception as err:
-        write_termination_message(log, _failure(TrainerReason.TRAINING_ERROR, err))
+        write_termination_message(log, _failure(TrainerReason.TRAINING_ERROR, err, fingerprint))
         raise
     if summary is not None:
         print(summary.message)
@@ -181,10 +184,14 @@ def run_tiny_model(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _failure(reason: TrainerReason, err: Exception) -> TrainerTermination:
+def _failure(
+    reason: TrainerReason, err: Exception, fingerprint: Fingerprint | None = None
+) -> TrainerTermination:
     # A user error says what to change; anything else is named by its type.
     message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
-    return TrainerTermination(phase="Failed", reason=reason, message=message)
+    return TrainerTermination(
+        phase="Failed", reason=reason, message=message, fingerprint=fingerprint
+    )
 
 
 # One row per subcommand.

@@ -3,7 +3,8 @@
 Packed attention stays inside each example without a materialized mask of ours: with
 `attention_mask=None`, `position_ids` that restart at 0 and no KV cache, transformers 5.x
 (`masking_utils.find_packed_sequence_indices`) builds a block-diagonal causal mask for
-sdpa and eager, and flash-attention takes the varlen `cu_seq_lens_*` kwargs. The cache
+sdpa and eager, and flash-attention takes the varlen `cu_seq_lens_*` kwargs, as does
+kubesft's own packed SDPA (`attention.py`, what `sdpa` loads as). The cache
 matters: `use_cache=True` (the config default) creates an empty `DynamicCache`, which
 switches packed-sequence detection off, so `model_inputs` always sends `use_cache=False`.
 `tests/trainer/test_collate_attention.py` pins this against solo runs.
@@ -17,9 +18,12 @@ from typing import Any
 
 import torch
 
+from kubesft_trainer.attention import PACKED_SDPA
 from kubesft_trainer.masking import IGNORE_INDEX, TokenizedExample
 
 FLASH_IMPLEMENTATIONS = ("flash_attention_2", "flash_attention_3")
+VARLEN_IMPLEMENTATIONS = (*FLASH_IMPLEMENTATIONS, PACKED_SDPA)
+"""Attention that takes per-example offsets (`cu_seq_lens_*`) instead of a packed mask."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class PackedBatch:
             "position_ids": self.position_ids,
             "use_cache": False,
         }
-        if attn_implementation in FLASH_IMPLEMENTATIONS:
+        if attn_implementation in VARLEN_IMPLEMENTATIONS:
             inputs |= {
                 "cu_seq_lens_q": self.cu_seq_lens,
                 "cu_seq_lens_k": self.cu_seq_lens,

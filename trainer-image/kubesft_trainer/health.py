@@ -18,17 +18,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from kubesft.api.report import ExitCode, TrainerReason
+from kubesft.api.report import ExitCode, TrainerReason, TrainerTermination
+from kubesft.api.runtime import TrainerConfig
+from kubesft_trainer.termination import write_termination_message
+
+if TYPE_CHECKING:  # the loop's Session holds a StopRequest and a HangWatchdog
+    from kubesft_trainer.loop import Session
 
 
 class RunStopped(Exception):
@@ -170,3 +176,42 @@ def exit_hung(write_message: Callable[[str], None]) -> Callable[[str], None]:
             os._exit(ExitCode.HUNG)
 
     return on_hang
+
+
+@contextlib.contextmanager
+def guard_run(session: Session, config: TrainerConfig, step: int) -> Iterator[None]:
+    """The training loop under the SIGTERM handler and the hang watchdog (`health.py`).
+
+    A run stopped early (preempted, diverged) leaves its report and reason as the
+    termination message before the exception reaches the CLI.
+    """
+    timeout = config.spec.training.hang_timeout_seconds
+    if timeout:
+        session.watchdog = HangWatchdog(
+            timeout,
+            exit_hung(lambda message: _stopped(session, config, TrainerReason.HUNG, message)),
+        )
+        session.watchdog.start(step)
+    session.stop.install()
+    try:
+        yield
+    except RunStopped as err:
+        _stopped(session, config, err.reason, str(err))
+        raise
+    finally:
+        session.stop.uninstall()
+        if session.watchdog is not None:
+            session.watchdog.stop()
+
+
+def _stopped(session: Session, config: TrainerConfig, reason: TrainerReason, message: str) -> None:
+    """Report and write the termination message of a run that ends before its last step."""
+    # A preempted job goes on in the Job's next pod; the others end here.
+    phase: Literal["Running", "Failed"] = (
+        "Running" if reason == TrainerReason.PREEMPTED else "Failed"
+    )
+    summary = TrainerTermination(phase=phase, reason=reason, message=message)
+    if session.reporter is not None:
+        session.reporter.finish(summary)
+    else:
+        write_termination_message(config.runtime.termination_log, summary)

@@ -24,12 +24,14 @@ from torch.nn import functional
 from transformers import get_scheduler
 
 from kubesft.api.job import SFTJobSpec
-from kubesft_trainer import checkpoint, evaluate
+from kubesft_trainer import checkpoint, evaluate, sharding
 from kubesft_trainer.checkpoint import Progress
+from kubesft_trainer.collate import collate_packed
 from kubesft_trainer.config import RunPlan
 from kubesft_trainer.data import Batch, MicroBatchPlan, collate, step_micro_batches
 from kubesft_trainer.evaluate import EvalResult
 from kubesft_trainer.exit_codes import UserError
+from kubesft_trainer.graded_loss import install_graded_loss
 from kubesft_trainer.health import HangWatchdog, Preempted, StopRequest, check_finite
 from kubesft_trainer.masking import IGNORE_INDEX, TokenizedExample
 from kubesft_trainer.remote_output import RemoteOutput
@@ -77,12 +79,29 @@ class Session:
 
 
 def summed_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Sum of next-token cross-entropy over graded tokens (labels != -100), in fp32."""
+    """Sum of next-token cross-entropy over graded tokens (labels != -100), in fp32.
+
+    The reference the training loss (`graded_loss`, which never builds these logits) is
+    tested against; evaluation scores with it.
+    """
     targets = labels[:, 1:]
     graded = targets != IGNORE_INDEX
     # Select graded positions before upcasting: (N, V) in fp32 instead of (T, V).
     scores = logits[:, :-1][graded].float()
     return functional.cross_entropy(scores, targets[graded], reduction="sum")
+
+
+def summed_graded_loss(
+    model: Any, batch: Batch, attn_implementation: str, device: torch.device
+) -> torch.Tensor:
+    """Sum of the batch's graded token losses, the LM head applied at graded positions only.
+
+    Installs `graded_loss` on a model loaded without `model.load_model` (tests, tools).
+    """
+    install_graded_loss(model)
+    inputs = _to_device(batch.model_inputs(attn_implementation), device)
+    loss: torch.Tensor = model(**inputs, graded_labels=batch.labels.to(device)).loss
+    return loss
 
 
 def backward_step(
@@ -100,10 +119,8 @@ def backward_step(
     for index, batch in enumerate(batches):
         # Gradients are all-reduced once, on the step's last micro-batch.
         last = index == len(batches) - 1
-        with nullcontext() if last else acc.no_sync(model):
-            inputs = _to_device(batch.model_inputs(attn_implementation), acc.device)
-            logits = model(**inputs).logits
-            summed = summed_token_loss(logits, batch.labels.to(logits.device))
+        with _gradient_sync(acc, model, last):
+            summed = summed_graded_loss(model, batch, attn_implementation, acc.device)
             acc.backward(summed * scale)
         loss_sum += summed.detach()
     total = float(acc.reduce(loss_sum, reduction="sum"))
@@ -114,7 +131,11 @@ def train_step(session: Session, batches: Sequence[Batch]) -> StepResult:
     """One optimizer step: accumulate, clip, step the optimizer and the schedule."""
     acc = session.accelerator
     result = backward_step(acc, session.model, batches, session.attn_implementation)
-    norm = acc.clip_grad_norm_(session.model.parameters(), session.spec.training.max_grad_norm)
+    max_norm = session.spec.training.max_grad_norm
+    if sharding.is_sharded(session.model):
+        norm: Any = sharding.clip_grad_norm(list(session.model.parameters()), max_norm)
+    else:
+        norm = acc.clip_grad_norm_(session.model.parameters(), max_norm)
     session.optimizer.step()
     if not acc.optimizer_step_was_skipped:  # fp16 overflow: the step did not happen
         session.scheduler.step()
@@ -167,12 +188,31 @@ def evaluate_all_ranks(session: Session) -> EvalResult | None:
         return None
     acc = session.accelerator
     model = acc.unwrap_model(session.model)
-    loss_sum, correct, count = evaluate.loss_sums(
-        model, session.eval_batches(), session.attn_implementation
-    )
+    batches: Iterable[Batch] = session.eval_batches()
+    if sharding.is_sharded(model):  # every forward is collective: equal counts on all ranks
+        batches = _padded_to_most(acc, list(batches), session.pad_id)
+    loss_sum, correct, count = evaluate.loss_sums(model, batches, session.attn_implementation)
     sums = torch.tensor([loss_sum, correct, count], dtype=torch.float64, device=acc.device)
     loss_sum, correct, count = acc.reduce(sums, reduction="sum").tolist()
     return EvalResult.from_sums(loss_sum, int(correct), int(count))
+
+
+def _padded_to_most(acc: Any, batches: list[Batch], pad_id: int) -> list[Batch]:
+    """This rank's batches plus one-token batches with nothing graded, to the most of any rank."""
+    count = torch.tensor([len(batches)], device=acc.device)
+    torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX)
+    most = int(count)
+    filler = collate_packed([TokenizedExample([pad_id], [IGNORE_INDEX])])
+    return batches + [filler] * (most - len(batches))
+
+
+def _gradient_sync(acc: Any, model: Any, enabled: bool) -> Any:
+    """Gradients are reduced once per step, on its last micro-batch (DDP and FSDP)."""
+    if enabled:
+        return nullcontext()
+    if sharding.is_sharded(model):
+        return sharding.gradient_sync(model, enabled=False)
+    return acc.no_sync(model)
 
 
 def _evaluate(session: Session, progress: Progress) -> Progress:

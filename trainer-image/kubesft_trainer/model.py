@@ -30,9 +30,11 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from kubesft.api.job import SFTJobSpec
 from kubesft.api.runtime import TrainerRuntime
+from kubesft_trainer.attention import register_packed_sdpa
 from kubesft_trainer.chat_template import resolve_chat_template
 from kubesft_trainer.config import Precision
 from kubesft_trainer.exit_codes import UserError
+from kubesft_trainer.graded_loss import install_graded_loss
 from kubesft_trainer.neftune import NeftuneHandle, activate_neftune
 
 CHECKPOINTING_KWARGS = {"use_reentrant": False}
@@ -152,11 +154,15 @@ def describe_base_model(spec: SFTJobSpec, source: ModelSource) -> tuple[Any, int
 
 
 def choose_attn_implementation(requested: str, *, cuda: bool, precision: Precision) -> str:
-    """`auto`: flash-attention 2 when installed and usable (CUDA, half precision), else sdpa."""
-    if requested != "auto":
-        return requested
-    flash = importlib.util.find_spec("flash_attn") is not None
-    return "flash_attention_2" if flash and cuda and precision.mixed_precision != "no" else "sdpa"
+    """`auto`: flash-attention 2 when installed and usable (CUDA, half precision), else sdpa.
+
+    sdpa loads as kubesft's packed SDPA (`attention.py`): torch's SDPA per packed example.
+    """
+    if requested == "auto":
+        flash = importlib.util.find_spec("flash_attn") is not None
+        usable = flash and cuda and precision.mixed_precision != "no"
+        requested = "flash_attention_2" if usable else "sdpa"
+    return register_packed_sdpa() if requested == "sdpa" else requested
 
 
 def load_model(
@@ -186,6 +192,7 @@ def load_model(
     with hub_errors(spec):
         base = AutoModelForCausalLM.from_pretrained(source.location, **kwargs)
     base.config.use_cache = False  # a KV cache is useless in training and breaks packing
+    install_graded_loss(base)  # before peft and accelerate wrap the forward
     model = _make_trainable(base, spec)
     neftune = None
     if spec.training.neftune_alpha is not None:

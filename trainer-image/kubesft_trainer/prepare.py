@@ -19,7 +19,8 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
-from kubesft.api.dataset import DatasetStats, RowError, SFTDatasetSpec, Validation
+from kubesft.api.dataset import DataAudit, DatasetStats, RowError, SFTDatasetSpec, Validation
+from kubesft_trainer.audit import audit_examples, enforce_audit, log_audit
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.formats import RowProblem, Schema, choose_schema, measure, normalize_row
 from kubesft_trainer.sources import SourceRow, read_source
@@ -40,6 +41,8 @@ class Example:
     digest: bytes
     chars: int
     roles: tuple[str, ...]
+    row: int = 0
+    """1-based row number in its source."""
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Tally:
     valid: int = 0
     invalid: int = 0
     duplicates: int = 0
+    audit: DataAudit | None = None
     format: str | None = None
     errors: list[RowError] = field(default_factory=list)
 
@@ -60,6 +64,7 @@ class Tally:
             valid=self.valid,
             invalid=self.invalid,
             duplicates_removed=self.duplicates,
+            audit=self.audit,
             train=len(train),
             eval=len(evals),
             format=self.format,
@@ -103,6 +108,7 @@ def prepare_dataset(
         train, evals = _load(spec, tally, staging / ".download", source_path, eval_source_path)
         shutil.rmtree(staging / ".download", ignore_errors=True)
         stats = tally.stats(train, evals)
+        log_audit(stats.audit)
         fingerprint = write_examples(staging, train, evals)
         _write_json(staging / "stats.json", stats_document(stats, fingerprint, tally.errors))
         _publish(staging, output)
@@ -134,6 +140,8 @@ def _load(
     tally.format = schema.format
     seen: set[bytes] = set()
     examples = _examples(chain(head, rows), schema, tally, seen, limits.dedupe)
+    examples, tally.audit = audit_examples(examples, limits)
+    enforce_audit(tally.audit)
     if split.eval_source is None:
         _check_limits(limits, tally, len(examples))
         count = eval_size(len(examples), split.eval_fraction, split.max_eval_rows)
@@ -184,7 +192,7 @@ def _examples(
             tally.duplicates += 1
             continue
         seen.add(digest)
-        out.append(Example(line, digest, *measure(example)))
+        out.append(Example(line, digest, *measure(example), row=row.number))
     return out
 
 

@@ -10,6 +10,7 @@ Three channels, from most to least durable:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -18,11 +19,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubesft.api.job_status import LOSS_HISTORY, CheckpointInfo, Metrics, Progress
+from kubesft.api.job_status import (
+    EVAL_HISTORY,
+    LOSS_HISTORY,
+    CheckpointInfo,
+    EvalPoint,
+    Fingerprint,
+    Metrics,
+    Progress,
+)
 from kubesft.api.report import TrainerReport, TrainerTermination, best_checkpoint
+from kubesft.api.runtime import TrainerConfig
 from kubesft_trainer.results import PLOT_FILE, eval_metrics, rounded, write_loss_plot
 from kubesft_trainer.sinks import MetricsSink, ProgressSink, RateLimitedSink, write_atomic
 from kubesft_trainer.termination import write_termination_message
+from kubesft_trainer.tracking.base import finish_trackers, tracking_status
 
 if TYPE_CHECKING:  # keeps this module free of torch, which evaluate imports
     from kubesft_trainer.evaluate import EvalResult
@@ -68,6 +79,8 @@ class Reporter:
         self.checkpoints: list[CheckpointInfo] = []
         self._rate_origin: tuple[int, float] | None = None
         self.resume_step = resume_step
+        self._train_losses: list[float] = []
+        """Train losses since the last evaluation; their mean goes beside its eval loss."""
         records = read_metrics(self.output_dir) if resume_step > 0 else []
         kept = [r for r in records if r["step"] <= resume_step]
         write_atomic(self.metrics_path, "".join(_line(r) for r in kept))
@@ -151,6 +164,7 @@ class Reporter:
             metrics=self.metrics,
             checkpoints=list(self.checkpoints) or None,
             best_checkpoint=best.path if best is not None else None,
+            tracking=tracking_status(self.metric_sinks),
         )
 
     def finish(self, summary: TrainerTermination, *, plot: bool = True) -> TrainerTermination:
@@ -168,6 +182,7 @@ class Reporter:
                 **summary.model_dump(exclude_unset=True),
             }
         )
+        finish_trackers(self.metric_sinks, self.output_dir, final.status_fields())
         self._send(final, force=True)
         write_termination_message(self.termination_log, final)
         self.close()
@@ -209,9 +224,12 @@ class Reporter:
             history = self.metrics.loss_history if self.metrics else []
             if record.get("trainLoss") is not None:
                 history = [*history, round(record["trainLoss"], 4)][-LOSS_HISTORY:]
+                self._train_losses.append(record["trainLoss"])
             self._update_metrics(record, keys, lossHistory=history)
         elif record["type"] == "eval":
-            self._update_metrics(record, ("evalLoss", "perplexity", "tokenAccuracy"))
+            self._update_metrics(
+                record, ("evalLoss", "perplexity", "tokenAccuracy"), evalHistory=self._evals(record)
+            )
         elif record["type"] == "checkpoint":
             entry = CheckpointInfo(
                 step=record["step"],
@@ -224,6 +242,16 @@ class Reporter:
             if "kept" in record:
                 kept = set(record["kept"]) | {entry.path}
                 self.checkpoints = [c for c in self.checkpoints if c.path in kept]
+
+    def _evals(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """metrics.evalHistory with this evaluation added (the Overfitting condition's input)."""
+        earlier = self.metrics.eval_history if self.metrics else []
+        losses, self._train_losses = self._train_losses, []
+        if record.get("evalLoss") is None:
+            return [p.model_dump(by_alias=True) for p in earlier]
+        train = rounded(sum(losses) / len(losses)) if losses else None
+        point = EvalPoint(step=record["step"], eval_loss=record["evalLoss"], train_loss=train)
+        return [p.model_dump(by_alias=True) for p in [*earlier, point][-EVAL_HISTORY:]]
 
     def _update_metrics(
         self, record: Mapping[str, Any], keys: tuple[str, ...], **extra: Any
@@ -251,6 +279,17 @@ def _progress(record: Mapping[str, Any]) -> Progress:
         tokens_per_second=record.get("tokensPerSecond"),
         peak_gpu_memory_gi_b=record.get("gpuMemoryGiB"),
         updated_at=record.get("time"),
+    )
+
+
+def run_fingerprint(config: TrainerConfig) -> Fingerprint:
+    """`status.fingerprint` as the trainer knows it: the dataset's fingerprint and the sha256
+    of the resolved config (spec with defaults, and runtime) as sorted JSON. The image part
+    is the operator's to fill (only the node knows the digest it ran)."""
+    config_json = json.dumps(config.model_dump(by_alias=True, mode="json"), sort_keys=True)
+    return Fingerprint(
+        dataset=config.runtime.dataset_fingerprint,
+        config=hashlib.sha256(config_json.encode()).hexdigest(),
     )
 
 

@@ -18,26 +18,34 @@ With `spec.output.url` the directory is local scratch mirrored to the bucket
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from kubesft.api.job_status import Fingerprint, OutputInfo, Preflight
+from kubesft.api.job_status import OutputInfo, Preflight
 from kubesft.api.report import TrainerReason, TrainerTermination
 from kubesft.api.runtime import TrainerConfig
-from kubesft_trainer import checkpoint, data, evaluate, health, preflight, report, results, sinks
+from kubesft_trainer import (
+    checkpoint,
+    data,
+    evaluate,
+    health,
+    preflight,
+    report,
+    results,
+    sharding,
+    sinks,
+)
 from kubesft_trainer.checkpoint import Progress
 from kubesft_trainer.config import HALF_DTYPES, Precision, RunPlan, plan_run, resolve_precision
 from kubesft_trainer.data import DataPosition, MicroBatchPlan
+from kubesft_trainer.held_out import describe_score, held_out_score
 from kubesft_trainer.kube_status import KubeStatusSink
 from kubesft_trainer.loop import (
     Session,
@@ -55,7 +63,7 @@ from kubesft_trainer.model import (
     peft_quietly,
 )
 from kubesft_trainer.remote_output import RemoteOutput
-from kubesft_trainer.termination import write_termination_message
+from kubesft_trainer.tracking import open_trackers
 
 MODEL_DIR = "model"
 MERGED_DIR = "merged"
@@ -97,21 +105,26 @@ def train(config: TrainerConfig) -> TrainerTermination | None:
     if progress.step == 0:
         _evaluate_before(session)
         set_seed(spec.training.seed + accelerator.process_index)  # dropout/noise differ by rank
-    with guard_run(session, config, progress.step):
+    with health.guard_run(session, config, progress.step):
         progress = train_loop(session, progress)
     final = session.last_eval
     if session.eval_batches is not None and session.last_eval_step != progress.step:
         final = evaluate_all_ranks(session)  # resumed after the last step: evaluate again
     after = _samples(session, inputs, prompts)
     summary: TrainerTermination | None = None
+    # A sharded model is gathered whole on rank 0 (a collective step) before it is saved.
+    full = sharding.full_state_dict(session.model) if sharding.is_sharded(session.model) else None
     if accelerator.is_main_process:
-        output = save_outputs(config, session, inputs, source)
+        output = save_outputs(config, session, inputs, source, state_dict=full)
         evaluation = None
         if final is not None:
             results.write_eval_json(
                 session.output_dir, before, after, prompts, final, references=references
             )
             evaluation = results.evaluation_status(final, prompts, before, after)
+            evaluation.held_out = held_out_score(before, after, references)
+            if evaluation.held_out is not None:
+                print(describe_score(evaluation.held_out), flush=True)
         if remote is not None:  # uploaded before the run may say Succeeded
             session.reporter.write_plot()
             remote.upload_results(session.output_dir)
@@ -122,47 +135,6 @@ def train(config: TrainerConfig) -> TrainerTermination | None:
         summary = session.reporter.finish(summary, plot=remote is None)
     accelerator.wait_for_everyone()
     return summary
-
-
-@contextlib.contextmanager
-def guard_run(session: Session, config: TrainerConfig, step: int) -> Iterator[None]:
-    """The training loop under the SIGTERM handler and the hang watchdog (`health.py`).
-
-    A run stopped early (preempted, diverged) leaves its report and reason as the
-    termination message before the exception reaches the CLI.
-    """
-    timeout = config.spec.training.hang_timeout_seconds
-    if timeout:
-        session.watchdog = health.HangWatchdog(
-            timeout,
-            health.exit_hung(
-                lambda message: _stopped(session, config, TrainerReason.HUNG, message)
-            ),
-        )
-        session.watchdog.start(step)
-    session.stop.install()
-    try:
-        yield
-    except health.RunStopped as err:
-        _stopped(session, config, err.reason, str(err))
-        raise
-    finally:
-        session.stop.uninstall()
-        if session.watchdog is not None:
-            session.watchdog.stop()
-
-
-def _stopped(session: Session, config: TrainerConfig, reason: TrainerReason, message: str) -> None:
-    """Report and write the termination message of a run that ends before its last step."""
-    # A preempted job goes on in the Job's next pod; the others end here.
-    phase: Literal["Running", "Failed"] = (
-        "Running" if reason == TrainerReason.PREEMPTED else "Failed"
-    )
-    summary = TrainerTermination(phase=phase, reason=reason, message=message)
-    if session.reporter is not None:
-        session.reporter.finish(summary)
-    else:
-        write_termination_message(config.runtime.termination_log, summary)
 
 
 def open_remote_output(config: TrainerConfig, accelerator: Accelerator) -> RemoteOutput | None:
@@ -196,10 +168,15 @@ def build_session(
     """Load the model and its optimizer and schedule, and hand them to accelerate."""
     spec = config.spec
     loaded = load_model(spec, source, precision, device_index=accelerator.local_process_index)
-    optimizer = build_optimizer(loaded.model, spec, inputs.plan.learning_rate)
+    model: Any = loaded.model
+    if sharding.strategy(spec, accelerator.num_processes) == "fsdp":
+        compute = getattr(torch, HALF_DTYPES.get(precision.mixed_precision, "float32"))
+        model = sharding.shard_model(model, accelerator.device, compute)
+    optimizer: Any = build_optimizer(model, spec, inputs.plan.learning_rate)
     # The schedule is not prepared: accelerate would step it once per process.
     scheduler = build_scheduler(optimizer, spec, inputs.plan)
-    model, optimizer = accelerator.prepare(loaded.model, optimizer)
+    if not sharding.is_sharded(model):  # DDP (and autocast) by accelerate
+        model, optimizer = accelerator.prepare(model, optimizer)
     return Session(
         spec=spec,
         plan=inputs.plan,
@@ -235,6 +212,7 @@ def open_reporter(
         runtime.termination_log,
         min_interval_s=runtime.progress_interval_seconds,
         resume_step=resume_step,
+        metric_sinks=open_trackers(config, output_dir, resume_step=resume_step),
     )
 
 
@@ -267,7 +245,13 @@ def load_inputs(
         precision=precision,
     )
     model_config, num_params = describe_base_model(spec, source)
-    estimate = preflight.run_preflight(spec, train_split, num_params, model_config=model_config)
+    estimate = preflight.run_preflight(
+        spec,
+        train_split,
+        num_params,
+        model_config=model_config,
+        world_size=accelerator.num_processes,
+    )
     _warn_if_infeasible(spec, estimate, accelerator)
     if accelerator.is_main_process:
         print(
@@ -333,7 +317,8 @@ def _samples(session: Session, inputs: RunInputs, prompts: list[dict[str, Any]])
     """Greedy answers from the main process; the other ranks wait."""
     answers: list[str] = []
     acc = session.accelerator
-    if acc.is_main_process and prompts:
+    # A sharded model's every forward is collective: all ranks generate, in lockstep.
+    if prompts and (acc.is_main_process or sharding.is_sharded(session.model)):
         answers = evaluate.generate_samples(
             acc.unwrap_model(session.model),
             inputs.tokenizer,
@@ -342,7 +327,7 @@ def _samples(session: Session, inputs: RunInputs, prompts: list[dict[str, Any]])
             session.spec.evaluation.max_new_tokens,
         )
     acc.wait_for_everyone()
-    return answers
+    return answers if acc.is_main_process else []
 
 
 def _evaluate_before(session: Session) -> None:
@@ -370,15 +355,23 @@ def _eval_batches(config: TrainerConfig, inputs: RunInputs, accelerator: Any) ->
 
 
 def save_outputs(
-    config: TrainerConfig, session: Session, inputs: RunInputs, source: ModelSource
+    config: TrainerConfig,
+    session: Session,
+    inputs: RunInputs,
+    source: ModelSource,
+    *,
+    state_dict: dict[str, Any] | None = None,
 ) -> OutputInfo:
-    """Write model/, config.json and (if asked) merged/; returns the `output` status field."""
+    """Write model/, config.json and (if asked) merged/; returns the `output` status field.
+
+    `state_dict`: the gathered weights of a sharded model, saved in place of its shards.
+    """
     output_dir = session.output_dir
     model = session.accelerator.unwrap_model(session.model)
     model_dir = output_dir / MODEL_DIR
     is_adapter = hasattr(model, "peft_config")
     _inference_config(model)
-    model.save_pretrained(model_dir)
+    model.save_pretrained(model_dir, state_dict=state_dict)
     save_tokenizer(inputs.tokenizer, inputs.chat_template, model_dir)
     resolved = {
         "spec": config.spec.model_dump(by_alias=True, mode="json"),
@@ -434,7 +427,6 @@ def summarize(
     """The end of a finished run (the reporter adds progress, metrics, checkpoints)."""
     stopped_early = progress.step < inputs.plan.total_steps
     loss = f", eval loss {final.loss:.4f}" if final is not None else ""
-    config_json = json.dumps(config.model_dump(by_alias=True, mode="json"), sort_keys=True)
     return TrainerTermination(
         phase="Succeeded",
         reason=TrainerReason.EARLY_STOPPED if stopped_early else TrainerReason.COMPLETED,
@@ -442,8 +434,5 @@ def summarize(
         output=output,
         # The status keeps the estimate's headline fields; preflight.json has it all.
         preflight=Preflight.model_validate(inputs.preflight),
-        fingerprint=Fingerprint(
-            dataset=config.runtime.dataset_fingerprint,
-            config=hashlib.sha256(config_json.encode()).hexdigest(),
-        ),
+        fingerprint=report.run_fingerprint(config),
     )

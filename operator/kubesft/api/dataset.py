@@ -24,6 +24,9 @@ from kubesft.api.formats import ConfigMapKey, ImageReference, ObjectName
 
 DatasetFormat = Literal["auto", "messages", "prompt-completion", "text"]
 DatasetPhase = Literal["Pending", "Validating", "Ready", "Failed"]
+AuditAction = Literal["warn", "drop", "fail"]
+"""What the data audit does with flagged examples: keep and report them, drop them, or fail
+the dataset."""
 
 URL_PATTERN = r"^(https?|s3)://\S+$"
 
@@ -134,6 +137,22 @@ class Validation(APIModel):
     """Drop exact duplicates (after normalization)."""
     max_bytes: int | None = Field(default=None, gt=0)
     """Refuse sources larger than this many bytes."""
+    near_duplicates: AuditAction = "warn"
+    """Examples equal to an earlier one up to whitespace and case (the later ones are
+    flagged): warn keeps and reports them, drop removes them, fail rejects the dataset."""
+    contradictions: AuditAction = "warn"
+    """Examples whose prompt (up to whitespace and case) also appears with a different answer;
+    drop removes every example of such a prompt, since neither answer is known to be right."""
+    short_answers: AuditAction = "warn"
+    """Examples whose final answer has fewer than minAnswerWords words."""
+    min_answer_words: int = Field(default=2, ge=1)
+    """Words an answer needs not to count as short; 2 flags empty and one-word answers."""
+    length_outliers: AuditAction = "warn"
+    """Examples whose length is an outlier (modified z-score of log length above
+    maxLengthScore), too short or too long."""
+    max_length_score: float = Field(default=3.5, gt=0)
+    """Modified z-score beyond which a length is an outlier; 3.5 is Iglewicz and Hoaglin's
+    recommendation."""
 
 
 class SFTDatasetSpec(APIModel):
@@ -166,6 +185,37 @@ class RowError(StatusModel):
     message: str = ""
 
 
+class AuditFinding(StatusModel):
+    """Examples the data audit flagged in one category."""
+
+    count: int = 0
+    """Examples flagged."""
+    rows: list[int] = Field(default_factory=list)
+    """The first few flagged examples' 1-based row numbers in the source."""
+    action: str = "warn"
+    """What was done with them: warn, drop or fail (spec.validation)."""
+
+
+class DataAudit(StatusModel):
+    """Data-quality findings of the preparation step, over the training source's examples
+    after validation and exact dedupe."""
+
+    near_duplicates: AuditFinding = Field(default_factory=AuditFinding)
+    """Examples equal to an earlier one up to whitespace and case."""
+    contradictions: AuditFinding = Field(default_factory=AuditFinding)
+    """Examples whose prompt also appears with a different answer."""
+    short_answers: AuditFinding = Field(default_factory=AuditFinding)
+    """Examples whose final answer is empty or shorter than minAnswerWords words."""
+    length_outliers: AuditFinding = Field(default_factory=AuditFinding)
+    """Examples whose length (characters) lies outside minChars..maxChars."""
+    min_chars: int | None = None
+    """Shortest length that is not an outlier; unset when too few examples to judge."""
+    max_chars: int | None = None
+    """Longest length that is not an outlier; unset when too few examples to judge."""
+    dropped: int = 0
+    """Examples removed by the audit (categories set to drop)."""
+
+
 class DatasetStats(StatusModel):
     """Counts and histograms from the preparation step."""
 
@@ -182,6 +232,8 @@ class DatasetStats(StatusModel):
     """Turns per role."""
     length_histogram: dict[str, int] = Field(default_factory=dict)
     """Examples per character-length bucket (bucket upper bound → count)."""
+    audit: DataAudit | None = None
+    """Near-duplicates, contradictions, short answers and length outliers."""
 
 
 class SFTDatasetStatus(StatusModel):

@@ -22,12 +22,14 @@ from kubesft.api.chat_template import ChatTemplate
 from kubesft.api.dataset import URL_PATTERN
 from kubesft.api.formats import ImageReference, ObjectName, RelativePath
 from kubesft.api.resources import Resources
+from kubesft.api.tracking import Tracking
 
 MethodType = Literal["lora", "qlora", "full"]
 LossOn = Literal["assistant", "completion", "all"]
 Precision = Literal["bf16", "fp16", "fp32"]
 Scheduler = Literal["cosine", "linear", "constant", "constant_with_warmup"]
 AttnImplementation = Literal["auto", "flash_attention_2", "sdpa", "eager"]
+Parallelism = Literal["auto", "ddp", "fsdp"]
 
 # Learning rates that work out of the box for each method (adapters tolerate larger steps).
 DEFAULT_LEARNING_RATE: dict[str, float] = {"lora": 2e-4, "qlora": 2e-4, "full": 2e-5}
@@ -193,6 +195,9 @@ class Training(APIModel):
     precision: Precision = "bf16"
     attn_implementation: AttnImplementation = "auto"
     """auto picks flash_attention_2 when installed, else sdpa."""
+    parallelism: Parallelism = "auto"
+    """Over several GPUs: fsdp shards weights, gradients and optimizer states (full only);
+    ddp keeps a replica per GPU; auto is fsdp for method full on gpus x nodes > 1, else ddp."""
     seed: int = Field(default=42, ge=0)
     early_stopping: EarlyStopping | None = None
     hang_timeout_seconds: int = Field(default=1800, ge=0, le=604800)
@@ -211,6 +216,9 @@ class Evaluation(APIModel):
     max_new_tokens: int = Field(default=128, ge=1, le=8192)
     max_examples: int | None = Field(default=None, gt=0)
     """Cap on eval examples per evaluation."""
+    overfitting_patience: int = Field(default=3, ge=1, le=100)
+    """Consecutive evaluations whose eval loss rose, while the train loss fell, that set the
+    Overfitting condition."""
 
 
 class Checkpoints(APIModel):
@@ -272,6 +280,15 @@ class SFTJobSpec(APIModel):
             field_path=".output",
         ),
         Rule(
+            cel="!has(self.training) || !has(self.training.parallelism) || "
+            "self.training.parallelism != 'fsdp' || "
+            "(has(self.method) && has(self.method.type) && self.method.type == 'full')",
+            message="training.parallelism fsdp shards full fine-tuning only: set method.type "
+            "full, or parallelism auto (lora and qlora run data-parallel)",
+            check=lambda s: s.training.parallelism != "fsdp" or s.method.type == "full",
+            field_path=".training.parallelism",
+        ),
+        Rule(
             cel="!has(self.output.mergeAdapter) || !self.output.mergeAdapter || "
             "!has(self.method) || !has(self.method.type) || self.method.type != 'full'",
             message="output.mergeAdapter needs an adapter to merge: method.type full writes the "
@@ -289,6 +306,8 @@ class SFTJobSpec(APIModel):
     checkpoints: Checkpoints = Field(default_factory=Checkpoints)
     output: Output
     resources: Resources = Field(default_factory=Resources)
+    tracking: Tracking = Field(default_factory=Tracking)
+    """Experiment trackers (MLflow) besides the TensorBoard files every run writes."""
     image: ImageReference | None = None
     """Trainer image; defaults to the operator's configured image."""
     suspend: bool = False

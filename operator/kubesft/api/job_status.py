@@ -8,11 +8,15 @@ from typing import Any, Literal
 from pydantic import Field
 
 from kubesft.api.base import Condition, StatusModel
+from kubesft.api.held_out import HeldOutScore
+from kubesft.api.tracking import TrackingStatus
 
 JobPhase = Literal[
     "Pending", "WaitingForDataset", "Queued", "Running", "Succeeded", "Failed", "Suspended"
 ]
 LOSS_HISTORY = 50
+EVAL_HISTORY = 20
+"""Evaluations kept in metrics.evalHistory (the Overfitting rule looks at the last few)."""
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
 
 
@@ -60,6 +64,10 @@ class JobReason:
     """The trainer failed without saying why (no termination message)."""
     TRAINER_RESTARTED = "TrainerRestarted"
     """Event: a trainer pod ended and the Job started another."""
+    OVERFITTING = "EvalLossRising"
+    """Condition Overfitting True: eval loss rose while train loss fell (see
+    `kubesft.api.overfitting`)."""
+    NOT_OVERFITTING = "EvalLossNotRising"
 
 
 class Progress(StatusModel):
@@ -92,6 +100,18 @@ class Metrics(StatusModel):
     grad_norm: float | None = None
     loss_history: list[float] = Field(default_factory=list, max_length=LOSS_HISTORY)
     """Recent train losses, oldest first, for sparklines (`kubesft status`)."""
+    eval_history: list[EvalPoint] = Field(default_factory=list, max_length=EVAL_HISTORY)
+    """Recent evaluations, oldest first: the Overfitting condition is derived from them."""
+
+
+class EvalPoint(StatusModel):
+    """One evaluation with the training loss beside it."""
+
+    step: int
+    eval_loss: float
+    train_loss: float | None = None
+    """Mean training loss over the steps since the previous evaluation (less noisy than
+    the last step's); unset when no step ran in between."""
 
 
 class CheckpointInfo(StatusModel):
@@ -118,6 +138,8 @@ class EvaluationResult(StatusModel):
     perplexity: float | None = None
     token_accuracy: float | None = None
     samples: list[Sample] = Field(default_factory=list)
+    held_out: HeldOutScore | None = None
+    """Exact match of the samples' answers against their references, before and after."""
 
 
 class OutputInfo(StatusModel):
@@ -165,6 +187,8 @@ class SFTJobStatus(StatusModel):
     start_time: str | None = None
     completion_time: str | None = None
     fingerprint: Fingerprint | None = None
+    tracking: TrackingStatus | None = None
+    """The run's id in the experiment trackers (spec.tracking), set when it starts."""
     observed_generation: int | None = None
     """The metadata.generation now in effect: its status was derived and what it changed
     was applied to the children. A finished job is not reconciled again, so an edit made

@@ -34,6 +34,7 @@ from kubesft.api.job_status import (
     Preflight,
     Progress,
 )
+from kubesft.api.tracking import TrackingStatus
 
 TERMINATION_MESSAGE_BYTES = 4096
 """Kubernetes keeps at most this much of a container's termination message."""
@@ -80,6 +81,8 @@ class TrainerReason(str, Enum):
     """The configuration file or spec cannot be read or is invalid (exit INVALID)."""
     INVALID_INPUT = "InvalidInput"
     """The spec does not fit the data, the model or the node (exit INVALID)."""
+    OUTPUT_IN_USE = "OutputInUse"
+    """spec.output holds another run's checkpoints (exit INVALID): use a new output path."""
     TRAINING_ERROR = "TrainingError"
     """An unexpected error while training (exit RETRYABLE)."""
     PREEMPTED = "Preempted"
@@ -108,6 +111,8 @@ class TrainerReport(StatusModel):
     output: OutputInfo | None = None
     preflight: Preflight | None = None
     fingerprint: Fingerprint | None = None
+    tracking: TrackingStatus | None = None
+    """The run's ids in the experiment trackers of `spec.tracking`."""
 
     def status_fields(self) -> dict[str, Any]:
         """The set fields as a camelCase `SFTJob.status` merge patch (JSON types only)."""

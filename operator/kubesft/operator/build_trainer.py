@@ -16,10 +16,12 @@ from kubesft.operator.pod_parts import (
     TERMINATION_LOG,
     aws_env,
     config_volume,
+    cpu_threads_env,
     env_field,
     env_secret,
     env_value,
     join,
+    mlflow_env,
     mount,
     pod_failure_policy,
     pvc_volume,
@@ -138,11 +140,14 @@ def _env(job: SFTJob) -> list[dict[str, Any]]:
         env_field("KUBESFT_POD_NAME", "metadata.name"),
         env_value("HF_HOME", join(OUTPUT_DIR if spec.output.pvc else SCRATCH_DIR, ".cache/hf")),
         *_distributed_env(job),
+        *cpu_threads_env(spec.resources.cpu),
     ]
     if spec.model.token_secret_ref:
         env.append(env_secret("HF_TOKEN", spec.model.token_secret_ref))
     if spec.output.url:
         env.append(env_value("KUBESFT_OUTPUT_URL", spec.output.url))
+    if spec.tracking.mlflow is not None:
+        env += mlflow_env(spec.tracking.mlflow.credentials_secret_ref)
     return env + aws_env(spec.output.credentials_secret_ref)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from kubesft.api import SFTDataset, SFTJob, SFTJobStatus
 from kubesft.api.base import ConditionStatus
 from kubesft.api.job_status import TERMINAL_PHASES, Fingerprint, JobReason
+from kubesft.api.overfitting import detect_overfitting
 from kubesft.api.report import TrainerReason, TrainerReport, TrainerTermination
 from kubesft.operator.conditions import set_condition
 from kubesft.operator.observe import ObservedJob, Termination
@@ -147,6 +148,9 @@ def _finish(s: _Status, trainer: ObservedJob) -> None:
         s.cond("Complete", "True", reason, message)
         return
     reason, message = _failure_reason(trainer)
+    _, failed = _telling_failure(trainer)
+    if failed is not None:  # what was attempted (fingerprint) and how far it got
+        apply_report(st, failed)
     st.phase = "Failed"
     s.cond("Failed", "True", reason, message)
 
@@ -172,18 +176,22 @@ def _active_phase(s: _Status, job: SFTJob, trainer: ObservedJob) -> None:
         st.phase = "Running"
         s.cond("Running", "True", JobReason.TRAINER_RUNNING,
                f"{trainer.running_pods} of {nodes} trainer pod(s) running")  # fmt: skip
-    elif trainer.succeeded:
+    elif trainer.succeeded >= nodes:
         st.phase = "Running"
         s.cond("Running", "True", JobReason.FINISHING,
                f"{trainer.succeeded} of {nodes} trainer pod(s) finished; waiting for the Job "
                "to complete")  # fmt: skip
-    elif s.previous_phase == "Running":
+    elif s.previous_phase == "Running" or trainer.succeeded:
         st.phase = "Running"  # a crash being retried: the run goes on, it is not queued again
         failure = trainer.last_failure()
-        ended = describe_failure(failure) if failure else "a trainer pod ended"
-        s.cond("Running", "True", JobReason.RESTARTING,
-               f"{ended}; waiting for the replacement pod (restart {st.restarts} of "
-               f"spec.retry.maxRestarts {job.spec.retry.max_restarts})")  # fmt: skip
+        retries = job.spec.retry.max_restarts
+        message = (
+            f"{trainer.succeeded} of {nodes} trainer pod(s) finished; waiting for the others"
+            if failure is None
+            else f"{describe_failure(failure)}; waiting for the replacement pod (restart "
+            f"{st.restarts} of spec.retry.maxRestarts {retries})"
+        )
+        s.cond("Running", "True", JobReason.RESTARTING, message)
     else:
         st.phase = "Queued"
         s.cond("Running", "False", JobReason.PODS_PENDING, "waiting for trainer pods to start")
@@ -204,6 +212,26 @@ def _fingerprint_image(st: SFTJobStatus, trainer: ObservedJob, seen: str | None)
     if image is not None:
         fingerprint = st.fingerprint or Fingerprint()
         st.fingerprint = fingerprint.model_copy(update={"image": image})
+
+
+def _overfitting_condition(s: _Status, job: SFTJob) -> None:
+    """Overfitting from the reported evaluations (`kubesft.api.overfitting`); left unset
+    until two evaluations exist, since one says nothing about a trend. Once True it stays
+    True: it says the run overfit at some point, which matters after it recovers too."""
+    history = s.value.metrics.eval_history if s.value.metrics else []
+    if len(history) < 2:
+        return
+    patience = job.spec.evaluation.overfitting_patience
+    found = detect_overfitting(history, patience)
+    if found is not None:
+        s.cond("Overfitting", "True", JobReason.OVERFITTING, found.message())
+        return
+    if any(c.type == "Overfitting" and c.status == "True" for c in s.value.conditions):
+        return  # found on evaluations since dropped from the capped history: still true
+    latest = history[-1]
+    s.cond("Overfitting", "False", JobReason.NOT_OVERFITTING,
+           f"eval loss has not risen for {patience} consecutive evaluations while train loss "
+           f"fell (latest {latest.eval_loss:.4g} at step {latest.step})")  # fmt: skip
 
 
 def derive_job_status(job: SFTJob, facts: JobFacts, now: str) -> SFTJobStatus:
@@ -233,5 +261,6 @@ def derive_job_status(job: SFTJob, facts: JobFacts, now: str) -> SFTJobStatus:
         _finish(s, trainer)
     else:
         _active_phase(s, job, trainer)
+    _overfitting_condition(s, job)
     _fingerprint_image(st, trainer, image)
     return st

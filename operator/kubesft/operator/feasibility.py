@@ -1,18 +1,17 @@
-"""Pure: can this SFTJob run as asked? Checked before any GPU pod is created."""
+"""Pure: can this SFTJob run as asked? Checked before any GPU pod is created.
+
+The memory figure is `kubesft.sizing.estimate_job`, the trainer's preflight's too, with
+the model's shape guessed from the size in its name.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from kubesft.api import SFTJob
 from kubesft.operator.config import OperatorConfig
-from kubesft.sizing import (
-    MemoryEstimate,
-    estimate_memory,
-    hidden_size_guess,
-    layers_guess,
-    params_from_name,
-)
+from kubesft.sizing import MemoryEstimate, ModelShape, estimate_job
 
 
 @dataclass(frozen=True)
@@ -21,27 +20,26 @@ class Assessment:
     """What to change, when the job cannot run; None when it can."""
     estimate: MemoryEstimate | None = None
 
+    @property
+    def message(self) -> str | None:
+        """The Feasible condition's message: the problem, or the strategy and per-GPU figure."""
+        if self.problem is not None:
+            return self.problem
+        return self.estimate.describe() if self.estimate is not None else None
+
+
+def world_size(job: SFTJob) -> int:
+    """GPUs over all nodes (1 on CPU-only jobs: one process per pod then)."""
+    res = job.spec.resources
+    return max(res.gpus, 1) * res.nodes
+
 
 def estimate_for(job: SFTJob) -> MemoryEstimate | None:
     """Memory per GPU from the size in the model's name, when it has one."""
-    params = params_from_name(job.spec.model.name)
-    if params is None:
+    shape = ModelShape.guess(job.spec.model.name)
+    if shape is None:
         return None
-    hidden = hidden_size_guess(params)
-    t, m = job.spec.training, job.spec.method
-    return estimate_memory(
-        params=params,
-        method=m.type,
-        precision=t.precision,
-        micro_batch_size=t.micro_batch_size,
-        max_seq_length=t.max_seq_length,
-        hidden_size=hidden,
-        num_layers=layers_guess(params, hidden),
-        gradient_checkpointing=t.gradient_checkpointing,
-        optimizer=t.optimizer,
-        # Full fine-tuning across GPUs shards the model (FSDP); adapters replicate it.
-        shards=job.spec.resources.gpus * job.spec.resources.nodes if m.type == "full" else 1,
-    )
+    return estimate_job(job.spec, shape, world_size=world_size(job))
 
 
 def assess(job: SFTJob, config: OperatorConfig) -> Assessment:
@@ -61,17 +59,28 @@ def assess(job: SFTJob, config: OperatorConfig) -> Assessment:
     if estimate is None or capacity is None or res.gpus == 0:
         return Assessment(None, estimate)
     if estimate.total > capacity:
-        hints = []
-        if spec.method.type == "full":
-            hints.append("method.type lora or qlora")
-        elif spec.method.type == "lora":
-            hints.append("method.type qlora")
-        if not spec.training.gradient_checkpointing:
-            hints.append("training.gradientCheckpointing: true")
-        hints.append("a lower training.microBatchSize or maxSeqLength")
         return Assessment(
-            f"needs ~{estimate.total:.1f} GiB per GPU ({spec.model.name}, {spec.method.type}) "
-            f"but one {res.gpu_resource_name} has {capacity:g} GiB: use " + ", ".join(hints),
+            f"{spec.model.name} ({spec.method.type}) needs {estimate.describe()} but one "
+            f"{res.gpu_resource_name} has {capacity:g} GiB: " + ", ".join(_advice(job, capacity)),
             estimate,
         )
     return Assessment(None, estimate)
+
+
+def _advice(job: SFTJob, capacity: float) -> Iterator[str]:
+    """What would make it fit, the biggest saving first."""
+    spec = job.spec
+    shape = ModelShape.guess(spec.model.name)
+    if shape is not None and spec.method.type == "full" and spec.training.parallelism == "ddp":
+        sharded = estimate_job(spec, shape, world_size=world_size(job), strategy="fsdp")
+        if sharded.strategy == "fsdp" and sharded.total <= capacity:
+            yield f"set training.parallelism fsdp (or auto): {sharded.describe()}"
+    if spec.method.type == "full":
+        yield "use method.type lora or qlora"
+    elif spec.method.type == "lora":
+        yield "use method.type qlora"
+    if not spec.training.gradient_checkpointing:
+        yield "set training.gradientCheckpointing: true"
+    yield "lower training.microBatchSize or maxSeqLength"
+    if spec.method.type == "full" and world_size(job) == 1:
+        yield "or shard over more GPUs (resources.gpus, nodes)"

@@ -56,7 +56,6 @@ class Termination:
 class ObservedJob:
     """A batch Job and its pods, as far as status needs them."""
 
-    name: str
     suspended: bool
     succeeded: int = 0
     failed: int = 0
@@ -156,7 +155,6 @@ def observe_job(job: dict[str, Any], pods: list[dict[str, Any]], container: str)
     }
     running = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Running")
     return ObservedJob(
-        name=job["metadata"]["name"],
         suspended=bool((job.get("spec") or {}).get("suspend")),
         succeeded=int(status.get("succeeded") or 0),
         failed=int(status.get("failed") or 0),

@@ -7,6 +7,7 @@ from typing import Any
 from kubesft.api.base import PVCLocation, SecretKeyRef, SecretRef
 from kubesft.api.formats import is_relative_path
 from kubesft.api.report import ExitCode
+from kubesft.api.tracking import MLFLOW_CREDENTIAL_KEYS
 
 CONFIG_DIR = "/etc/kubesft"
 TERMINATION_LOG = "/dev/termination-log"
@@ -43,6 +44,29 @@ def aws_env(ref: SecretRef | None) -> list[dict[str, Any]]:
         env_secret(key, SecretKeyRef(name=ref.name, key=key), optional=optional)
         for key, optional in AWS_KEYS
     ]
+
+
+def mlflow_env(ref: SecretRef | None) -> list[dict[str, Any]]:
+    """MLflow's credential variables from `spec.tracking.mlflow.credentialsSecretRef`."""
+    if ref is None:
+        return []
+    return [
+        env_secret(key, SecretKeyRef(name=ref.name, key=key), optional=True)
+        for key in MLFLOW_CREDENTIAL_KEYS
+    ]
+
+
+def cpu_threads_env(cpu: str | None) -> list[dict[str, Any]]:
+    """OMP_NUM_THREADS from the CPU limit (whole cores, at least 1). torch sizes its thread
+    pool by the host's cores, not the container's limit; more threads than the limit
+    allows are throttled and spin against each other, several times slower."""
+    if cpu is None:
+        return []
+    try:
+        cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    except ValueError:  # a quantity suffix no CPU count uses: leave torch's default
+        return []
+    return [env_value("OMP_NUM_THREADS", str(max(1, int(cores))))]
 
 
 def config_volume(name: str, config_map: str) -> dict[str, Any]:

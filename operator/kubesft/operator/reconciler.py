@@ -133,7 +133,8 @@ class Reconciler:
         }
         status = {"phase": "Failed", "conditions": [condition], "observedGeneration": generation}
         self.kube.patch_status(plural, namespace, name, status)
-        self.kube.event(raw, "Warning", "InvalidSpec", str(err))
+        # The Event says what the condition says (one message for `describe` and status).
+        self.kube.event(raw, "Warning", "InvalidSpec", condition["message"])
 
     def job(self, namespace: str, name: str) -> str | None:
         return self._run(SFT_JOB.kind, reconcile_job, namespace, name)

@@ -53,4 +53,4 @@ def ended(exit_code: int, reason: str = "", message: Any = "", pod: str = "p1") 
 
 
 def observed(**kw: Any) -> ObservedJob:
-    return ObservedJob(name="demo-train", suspended=kw.pop("suspended", False), **kw)
+    return ObservedJob(suspended=kw.pop("suspended", False), **kw)

@@ -56,3 +56,17 @@ def test_finished_generation_is_kept_after_its_job_is_cleaned_up() -> None:
     assert derive_dataset_status(ready, None, LOC, "t").phase == "Ready"
     changed = dataset({"phase": "Ready", "observedGeneration": 1}, generation=2)
     assert derive_dataset_status(changed, None, LOC, "t").phase == "Pending"
+
+
+def test_prepares_own_reason_wins_and_an_unexplained_exit_is_named_by_the_exit_code() -> None:
+    crashed = {"phase": "Failed", "reason": "PrepareError", "message": "OSError: disk full"}
+    cases = [
+        (ended(1, "Error", crashed), "PrepareError", "OSError: disk full"),
+        (ended(2, "Error", "ValueError: x"), "DatasetInvalid", "ValueError: x"),
+        (ended(137, "OOMKilled"), "PrepareFailed", "exit code 137 (OOMKilled)"),
+    ]
+    for termination, reason, message in cases:
+        failed = observed(conditions={"Failed": ("True", "", "")}, terminations=(termination,))
+        st = derive_dataset_status(dataset(), failed, LOC, "t")
+        ready = next(c for c in st.conditions if c.type == "Ready")
+        assert (st.phase, ready.reason, ready.message) == ("Failed", reason, message)

@@ -104,6 +104,7 @@ def test_exit_code_2_fails_with_the_trainers_own_reason_and_message() -> None:
     msg = {
         "phase": "Failed",
         "reason": "InvalidInput",
+        "fingerprint": {"dataset": "d" * 64, "config": "c" * 64},
         "message": "spec.training.maxSeqLength: 16 is shorter than any prompt",
     }
     failed = observed(
@@ -115,6 +116,7 @@ def test_exit_code_2_fails_with_the_trainers_own_reason_and_message() -> None:
     assert st.phase == "Failed"
     _, reason, message = conditions(st)["Failed"]
     assert reason == "InvalidInput" and message == msg["message"]
+    assert st.fingerprint is not None and st.fingerprint.config == "c" * 64
 
 
 def test_a_failure_without_a_termination_message_names_the_exit_and_the_log_tail() -> None:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubesft.api import SFTJob
 from kubesft.operator.config import OperatorConfig
 from kubesft.operator.feasibility import assess
 from kubesft.sizing import params_from_name
 from tests.unit.operator.fixtures import job
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "jobs"
 
 
 def test_params_from_model_names() -> None:
@@ -43,3 +51,32 @@ def test_config_from_env() -> None:
     )
     assert cfg.trainer_image == "img:1" and cfg.gpu_memory_gib == {"nvidia.com/gpu": 40}
     assert cfg.resync_seconds == 5
+
+
+def full_2x8(**training) -> SFTJob:
+    manifest = yaml.safe_load((EXAMPLES / "full-2x8.yaml").read_text())
+    manifest["spec"]["training"] |= training
+    return SFTJob.model_validate(manifest)
+
+
+def test_full_2x8_example_is_feasible_because_it_shards() -> None:
+    assessment = assess(full_2x8(), OperatorConfig())
+    assert assessment.problem is None and assessment.estimate is not None
+    assert assessment.estimate.strategy == "fsdp" and assessment.estimate.world_size == 16
+    assert assessment.message == assessment.estimate.describe()
+    assert assessment.message.startswith("sharded (fsdp) over 16 GPUs, ~")
+    assert assessment.estimate.total < 80
+
+
+def test_full_2x8_forced_to_ddp_is_infeasible_with_advice_to_shard() -> None:
+    assessment = assess(full_2x8(parallelism="ddp"), OperatorConfig())
+    problem = assessment.problem
+    assert problem is not None and assessment.estimate is not None
+    assert assessment.estimate.strategy == "ddp" and assessment.estimate.total > 80
+    assert "replicated (ddp) over 16 GPUs" in problem and "has 80 GiB" in problem
+    assert "set training.parallelism fsdp (or auto): sharded (fsdp) over 16 GPUs" in problem
+
+
+def test_fsdp_is_refused_for_adapters() -> None:
+    with pytest.raises(ValueError, match=r"training\.parallelism fsdp shards full fine-tuning"):
+        job(method={"type": "lora"}, training={"parallelism": "fsdp"})

@@ -217,3 +217,11 @@ def test_a_preempted_pod_is_a_normal_event_and_the_run_stays_running() -> None:
     assert (event.type, event.reason) == ("Normal", "Preempted")
     assert "demo-train-a" in event.message and "resumes at step 8" in event.message
     assert "not counted against spec.retry.maxRestarts" in event.message
+
+
+def test_one_pod_done_while_the_other_waits_for_its_retry_is_restarting_not_finishing() -> None:
+    mix = observed(succeeded=1, failed=1, terminations=(ended(0, "Completed", pod="p0"), CRASH))
+    plan = step(running(two_nodes()), mix)
+    assert plan.status.phase == "Running"
+    _, reason, message = condition(plan.status, "Running")
+    assert reason == "Restarting" and "RuntimeError: CUDA error" in message
