@@ -3,7 +3,7 @@
 Both sides render the chat template, tokenize, mask all but the assistant turns, truncate
 to `--max-seq-length` and pack best-fit-decreasing, starting from the same rows in memory
 with the same tokenizer and the same ChatML rendering:
-- kubesft: `data.tokenize_split` (masking via prefix renders, batched tokenizer calls)
+- kubesft: `data.tokenize_split` (turns located structurally, batched tokenizer calls)
   then `data.build_units` (`packing.pack_examples`), as `train.load_inputs` does;
 - TRL: `SFTTrainer._prepare_dataset` with `assistant_only_loss=True`, `packing=True`,
   `packing_strategy="bfd"`: the code the SFTTrainer constructor runs on a train dataset.

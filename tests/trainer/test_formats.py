@@ -8,13 +8,8 @@ import pytest
 
 from kubesft.api.dataset import ColumnMapping
 from kubesft_trainer.exit_codes import UserError
-from kubesft_trainer.formats import (
-    RowProblem,
-    choose_schema,
-    detect_schema,
-    measure,
-    normalize_row,
-)
+from kubesft_trainer.formats import RowProblem, choose_schema, detect_schema, measure
+from kubesft_trainer.normalize import normalize_row
 
 CHAT = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hey"}]}
 PAIR = {"prompt": "2+2?", "completion": "4"}
@@ -193,7 +188,7 @@ def test_invalid_conversations_report_the_field_path(row: Any, field: str, messa
     [
         ({"prompt": "p"}, "prompt-completion", "completion", "is required"),
         ({"prompt": "", "completion": "c"}, "prompt-completion", "prompt", "must not be empty"),
-        ({"prompt": ["p"], "completion": "c"}, "prompt-completion", "prompt", "got list"),
+        ({"prompt": ["p"], "completion": "c"}, "prompt-completion", "prompt", "got list and"),
         ({"text": ""}, "text", "text", "must not be empty"),
     ],
 )

@@ -213,9 +213,21 @@ def test_truncation_flags_dropped_when_no_response_token_survives(tiny_tokenizer
     assert result.truncated and result.dropped and result.num_graded == 0
 
 
-def test_template_breaking_prefix_property_is_rejected_by_name(tiny_tokenizer) -> None:
+def test_template_rerendering_history_trains_one_turn_per_example(tiny_tokenizer) -> None:
+    # The count in front changes with every turn, so no turn keeps its history's rendering.
     template = "{{ messages | length }}{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
-    with pytest.raises(ValueError, match=r"inline template starting .*prefix property"):
+    (per_turn,) = tokenize_examples(
+        [{"messages": CONVERSATION}],
+        tiny_tokenizer,
+        loss_on="assistant",
+        max_seq_length=1024,
+        chat_template=template,
+    )
+    texts = [tiny_tokenizer.decode(e.input_ids, skip_special_tokens=False) for e in per_turn]
+    assert [text.split("\n")[0][:1] for text in texts] == ["3", "5", "7"]
+    graded = [graded_runs(tiny_tokenizer, e.input_ids, e.labels) for e in per_turn]
+    assert graded == [[m["content"]] for m in CONVERSATION if m["role"] == "assistant"]
+    with pytest.raises(ValueError, match="becomes 3 examples"):
         tokenize_example(
             {"messages": CONVERSATION},
             tiny_tokenizer,
@@ -303,7 +315,7 @@ def test_batched_tokenization_equals_one_example_at_a_time(tiny_tokenizer, loss_
         "chat_template": load_builtin_template("chatml"),
     }
     batched = tokenize_examples(MIXED_EXAMPLES, tiny_tokenizer, **options)
-    single = [tokenize_example(example, tiny_tokenizer, **options) for example in MIXED_EXAMPLES]
+    single = [[tokenize_example(example, tiny_tokenizer, **options)] for example in MIXED_EXAMPLES]
     assert batched == single
 
 
@@ -314,3 +326,62 @@ def test_split_names_the_line_of_a_bad_row_in_a_batch(tiny_tokenizer, monkeypatc
         data.tokenize_split(
             rows, tiny_tokenizer, Training(), load_builtin_template("chatml"), "train.jsonl"
         )
+    # A prepared row keeps its number in the dataset's source: the error names that.
+    rows[3] = {**rows[3], "row": 17}
+    with pytest.raises(UserError, match=r"^row 17: messages\[0\]\.role"):
+        data.tokenize_split(
+            rows, tiny_tokenizer, Training(), load_builtin_template("chatml"), "train.jsonl"
+        )
+
+
+def test_template_without_generation_prompt_does_not_grade_its_answer_header(
+    tiny_tokenizer,
+) -> None:
+    # Issue 9's case: the answer "A" first occurs inside the header "### Answer:", so finding
+    # the turn by searching for its text graded "Answer: A<eos>".
+    template = (
+        "{% for m in messages %}{% if m['role']=='user' %}### Question: {{ m['content'] }}\n"
+        "{% else %}### Answer: {{ m['content'] }}{{ eos_token }}\n{% endif %}{% endfor %}"
+    )
+    row = {
+        "messages": [
+            {"role": "user", "content": "Which one is a mammal? A) whale B) shark"},
+            {"role": "assistant", "content": "A"},
+        ]
+    }
+    result = tokenize_example(
+        row, tiny_tokenizer, loss_on="assistant", max_seq_length=1024, chat_template=template
+    )
+    assert graded_runs(tiny_tokenizer, result.input_ids, result.labels) == ["A<|endoftext|>"]
+
+
+def test_a_row_the_template_refuses_names_its_source_row(tiny_tokenizer) -> None:
+    # Gemma's own template requires alternating user/assistant turns.
+    from importlib import resources
+
+    gemma = (resources.files("trl") / "chat_templates" / "gemma.jinja").read_text()
+    rows = [
+        {"messages": CONVERSATION[1:3], "row": 1},
+        {
+            "messages": [
+                {"role": "user", "content": "One."},
+                {"role": "user", "content": "Two."},
+                {"role": "assistant", "content": "Three."},
+            ],
+            "row": 9,
+        },
+    ]
+    with pytest.raises(
+        UserError, match=r"^row 9: chat template .*spec\.model\.chatTemplate.*roles must alternate"
+    ):
+        data.tokenize_split(rows, tiny_tokenizer, Training(), gemma, "train.jsonl")
+
+
+def test_split_counts_and_logs_per_turn_expansion(tiny_tokenizer, caplog) -> None:
+    template = "{{ messages | length }}{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+    rows = [{"messages": CONVERSATION}, {"messages": CONVERSATION[1:3]}]
+    with caplog.at_level("INFO", logger="kubesft_trainer.data"):
+        split = data.tokenize_split(rows, tiny_tokenizer, Training(), template, "train.jsonl")
+    # Only the conversation with several assistant turns is split: 3 turns, 2 examples added.
+    assert (split.expanded_rows, split.added_examples, len(split.examples)) == (1, 2, 4)
+    assert "1 of 2 conversations are trained one assistant turn per example" in caplog.text

@@ -160,4 +160,5 @@ def test_run_preflight_reports_preflight_status_fields(tiny_tokenizer, tiny_mode
     status = Preflight.model_validate(result)
     assert status.estimated_gpu_memory_gi_b == result["estimatedGpuMemoryGiB"] >= 1.0
     assert status.estimated_tokens == result["estimatedTokens"] <= 4 * 16
+    assert (status.per_turn_conversations, status.per_turn_examples_added) == (0, 0)  # chatml
     assert check_feasible(result, 0.5) is not None

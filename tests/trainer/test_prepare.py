@@ -41,6 +41,7 @@ STATS_KEYS = {
     "format",
     "roles",
     "lengthHistogram",
+    "ignoredColumns",
     "audit",
     "fingerprint",
     "errors",
@@ -67,8 +68,10 @@ def run(tmp_path: Path, rows: list[Any], name: str = "out", **fields: Any) -> Pr
     return prepare_dataset(make_spec(**fields), tmp_path / name, source_path=data)
 
 
-def read_lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def read_lines(path: Path, rows: bool = False) -> list[dict[str, Any]]:
+    """Prepared examples; without `rows`, less the source row number each one keeps."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return lines if rows else [{k: v for k, v in line.items() if k != "row"} for line in lines]
 
 
 def test_prepare_writes_normalized_splits_and_stats(tmp_path: Path) -> None:
@@ -79,6 +82,10 @@ def test_prepare_writes_normalized_splits_and_stats(tmp_path: Path) -> None:
     train, evals = read_lines(out / "train.jsonl"), read_lines(out / "eval.jsonl")
     assert (len(train), len(evals)) == (18, 2)
     assert sorted(train + evals, key=str) == sorted(rows, key=str)
+    numbered = read_lines(out / "train.jsonl", rows=True) + read_lines(
+        out / "eval.jsonl", rows=True
+    )
+    assert all(rows[line["row"] - 1]["messages"] == line["messages"] for line in numbered)
     stats = json.loads((out / "stats.json").read_text())
     assert set(stats) == STATS_KEYS
     assert stats["rows"] == stats["valid"] == 20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
@@ -12,7 +13,9 @@ from transformers.utils.chat_template_utils import render_jinja_template
 BUILTIN_TEMPLATES = ("chatml", "llama3")
 ROLES = ("system", "user", "assistant", "tool")
 
-Message = Mapping[str, str]
+Message = Mapping[str, Any]
+GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
+"""`{% generation %}`, the tag transformers and TRL use to mark what the model writes."""
 
 
 @cache
@@ -55,7 +58,9 @@ def template_name(template: str) -> str:
     for name in BUILTIN_TEMPLATES:
         if template == load_builtin_template(name):
             return name
-    first_line = template.strip().splitlines()[0] if template.strip() else ""
+    # A leading Jinja comment is usually the same licence or note in many templates.
+    body = re.sub(r"^(\s*\{#.*?#\})+", "", template, flags=re.DOTALL).strip()
+    first_line = body.splitlines()[0] if body else ""
     return f"inline template starting {first_line[:60]!r}"
 
 
@@ -83,26 +88,54 @@ def render_conversations(
     tokenizer: Any,
     *,
     add_generation_prompt: bool = False,
+    tools: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[str]:
     """`render_conversation` of each conversation, in one call to transformers' renderer.
 
-    Masking renders every prefix of a conversation; one call for all of them pays the
-    renderer's per-call setup once.
+    Masking renders several prefixes of a conversation; one call for all of them pays the
+    renderer's per-call setup once. `tools` (OpenAI function schemas) go to every one.
     """
+    return render_with_generation(
+        conversations, template, tokenizer, add_generation_prompt=add_generation_prompt, tools=tools
+    )[0]
+
+
+def render_with_generation(
+    conversations: Sequence[Sequence[Message]],
+    template: str,
+    tokenizer: Any,
+    *,
+    add_generation_prompt: bool = False,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+) -> tuple[list[str], list[list[tuple[int, int]]]]:
+    """Rendered texts and, for a template with `{% generation %}` markers, the character
+    spans the markers enclose in each (empty lists for a template without markers)."""
     for messages in conversations:
-        _check_roles(messages)
+        check_roles(messages)
     special_tokens = dict(getattr(tokenizer, "special_tokens_map", {}) or {})
+    markers = has_generation_markers(template)
     # Annotated `-> str` upstream, but it returns (rendered conversations, generation indices).
     result: Any = render_jinja_template(
         conversations=[[dict(m) for m in messages] for messages in conversations],
         chat_template=template,
         add_generation_prompt=add_generation_prompt,
+        return_assistant_tokens_mask=markers,
+        tools=[dict(tool) for tool in tools] if tools else None,
         **special_tokens,
     )
-    return [str(text) for text in result[0]]
+    texts = [str(text) for text in result[0]]
+    spans = [list(map(tuple, s)) for s in result[1]] if markers else [[] for _ in texts]
+    return texts, spans
 
 
-def _check_roles(messages: Sequence[Message]) -> None:
+@cache
+def has_generation_markers(template: str) -> bool:
+    """Whether the template marks the assistant's output with `{% generation %}`."""
+    return GENERATION_MARKER.search(template) is not None
+
+
+def check_roles(messages: Sequence[Message]) -> None:
+    """ValueError naming the first message whose role kubesft does not know."""
     for index, message in enumerate(messages):
         if message.get("role") not in ROLES:
             raise ValueError(

@@ -184,6 +184,44 @@ def run_tiny_model(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _inspect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model folder or hub repository id")
+    parser.add_argument("--gguf-file", help="GGUF file inside --model to read the tokenizer from")
+    parser.add_argument(
+        "--chat-template",
+        default="auto",
+        help="auto, chatml, llama3, a Jinja file, or inline Jinja (as spec.model.chatTemplate)",
+    )
+    parser.add_argument(
+        "--loss-on", choices=["assistant", "completion", "all"], default="assistant"
+    )
+    parser.add_argument("--data", type=Path, required=True, help="rows as JSONL, any format")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    """Print each row as training renders it, graded text highlighted (or as JSON)."""
+    from transformers import AutoTokenizer
+
+    from kubesft_trainer.chat_template import resolve_chat_template
+    from kubesft_trainer.inspect_rows import inspect_rows, print_rows
+
+    options = {"gguf_file": args.gguf_file} if args.gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(args.model, **options)
+    except (OSError, ValueError) as err:
+        raise UserError(f"--model {args.model}: cannot load its tokenizer: {err}") from None
+    chat_template = args.chat_template
+    if Path(chat_template).is_file():
+        chat_template = Path(chat_template).read_text(encoding="utf-8")
+    try:
+        template = resolve_chat_template(chat_template, tokenizer)
+    except ValueError as err:
+        raise UserError(str(err).replace("spec.model.chatTemplate", "--chat-template")) from None
+    errors = print_rows(inspect_rows(args.data, tokenizer, template, args.loss_on), args.json)
+    return ExitCode.INVALID if errors else ExitCode.OK
+
+
 def _failure(
     reason: TrainerReason, err: Exception, fingerprint: Fingerprint | None = None
 ) -> TrainerTermination:
@@ -207,6 +245,12 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         "fine-tune a model on a prepared dataset as an SFTJob spec says",
         _train_arguments,
         run_train,
+    ),
+    Subcommand(
+        "inspect",
+        "preview the loss mask: each row rendered with its graded text highlighted",
+        _inspect_arguments,
+        run_inspect,
     ),
     Subcommand(
         "tiny-model",

@@ -12,6 +12,7 @@ the union over ranks of one optimizer step is the same whatever W is.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +24,13 @@ import numpy as np
 from kubesft.api.job import Training
 from kubesft_trainer.collate import PackedBatch, PaddedBatch, collate_packed, collate_padded
 from kubesft_trainer.exit_codes import UserError
-from kubesft_trainer.masking import TokenizedExample, tokenize_example, tokenize_examples
+from kubesft_trainer.formats import SOURCE_ROW
+from kubesft_trainer.masking import TokenizedExample, tokenize_examples
 from kubesft_trainer.packing import pack_examples
 
+log = logging.getLogger(__name__)
 Batch = PackedBatch | PaddedBatch
+
 TOKENIZE_BATCH = 1000
 """Rows per batched tokenizer call: large enough to spread over cores, small in memory."""
 
@@ -40,7 +44,11 @@ class TokenizedSplit:
     truncated: int
     dropped: int
     lengths: list[int] = field(default_factory=list)
-    """Every row's token count before truncation, dropped rows included (for preflight)."""
+    """Every example's token count before truncation, dropped ones included (for preflight)."""
+    expanded_rows: int = 0
+    """Conversations trained one assistant turn per example (the template re-renders history)."""
+    added_examples: int = 0
+    """Examples those conversations added beyond one each."""
 
     @property
     def truncated_fraction(self) -> float:
@@ -137,25 +145,48 @@ def tokenize_split(
     """Tokenize and mask every row; examples with nothing left to grade are dropped.
 
     Rows go to the tokenizer `TOKENIZE_BATCH` at a time (one batched call encodes them in
-    parallel); a chunk with a bad row is redone row by row to name the row's line.
+    parallel); a chunk with a bad row is redone row by row to name the row: its number in
+    the dataset's source when the prepared row keeps it (`row`), else its line in `name`.
     """
     options = _masking_options(training, chat_template)
-    kept, lengths, truncated, dropped = [], [], 0, 0
+    kept, lengths, truncated, dropped, expanded, added = [], [], 0, 0, 0, 0
     for start in range(0, len(rows), TOKENIZE_BATCH):
         chunk = rows[start : start + TOKENIZE_BATCH]
         try:
-            examples = tokenize_examples(chunk, tokenizer, **options)
+            per_row = tokenize_examples(chunk, tokenizer, **options)
         except ValueError:
             _raise_for_first_bad_row(chunk, start, tokenizer, options, name)
             raise
-        for example in examples:
-            lengths.append(example.untruncated_length)
-            truncated += example.truncated
-            if example.dropped:
-                dropped += 1
-            else:
-                kept.append(example)
-    return TokenizedSplit(kept, len(rows), truncated, dropped, lengths)
+        for examples in per_row:
+            if len(examples) > 1:
+                expanded += 1
+                added += len(examples) - 1
+            for example in examples:
+                lengths.append(example.untruncated_length)
+                truncated += example.truncated
+                if example.dropped:
+                    dropped += 1
+                else:
+                    kept.append(example)
+    if expanded:
+        log.info(
+            "%s: %d of %d conversations are trained one assistant turn per example (%d "
+            "examples added): the chat template renders earlier turns differently once later "
+            "turns exist, so each turn keeps the history it has at inference",
+            name,
+            expanded,
+            len(rows),
+            added,
+        )
+    return TokenizedSplit(
+        kept,
+        len(lengths),
+        truncated,
+        dropped,
+        lengths,
+        expanded_rows=expanded,
+        added_examples=added,
+    )
 
 
 def _masking_options(training: Training, chat_template: str) -> dict[str, Any]:
@@ -171,9 +202,11 @@ def _raise_for_first_bad_row(
 ) -> None:
     for number, row in enumerate(rows, start=start + 1):
         try:
-            tokenize_example(row, tokenizer, **options)
+            tokenize_examples([row], tokenizer, **options)
         except ValueError as err:
-            raise UserError(f"{name} line {number}: {err}") from None
+            source = row.get(SOURCE_ROW)
+            where = f"row {source}" if isinstance(source, int) else f"{name} line {number}"
+            raise UserError(f"{where}: {err}") from None
 
 
 def require_examples(split: TokenizedSplit, training: Training) -> None:

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kubesft_trainer.chat_template import render_conversation
 from kubesft_trainer.collate import PackedBatch, PaddedBatch
 from kubesft_trainer.masking import IGNORE_INDEX, _bos_ids
+from kubesft_trainer.turns import render_prompt
 
 MAX_LOG_PERPLEXITY = 50.0
 """exp() cap: an untrained or diverged model reports a huge but finite perplexity."""
@@ -137,9 +137,7 @@ def generate_samples(
 def prompt_ids(prompt: Mapping[str, Any], tokenizer: Any, chat_template: str) -> list[int]:
     """Token ids of a prompt exactly as training saw them before the answer."""
     if "messages" in prompt:
-        text = render_conversation(
-            prompt["messages"], chat_template, tokenizer, add_generation_prompt=True
-        )
+        text = render_prompt(prompt["messages"], chat_template, tokenizer, prompt.get("tools"))
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
     if "prompt" in prompt:
         encoded = tokenizer(str(prompt["prompt"]), add_special_tokens=False)["input_ids"]
@@ -174,12 +172,18 @@ def eval_prompts(
     for example in examples:
         if len(prompts) >= n:
             break
-        if "messages" in example:
-            messages = list(example["messages"])
+        conversational = isinstance(example.get("prompt"), list)
+        if "messages" in example or conversational:
+            messages = (
+                [*example["prompt"], *example["completion"]]
+                if conversational
+                else list(example["messages"])
+            )
             turns = [i for i, m in enumerate(messages) if m.get("role") == "assistant"]
             if not turns:
                 continue
-            prompts.append({"messages": messages[: turns[-1]]})
+            tools = {"tools": example["tools"]} if example.get("tools") else {}
+            prompts.append({"messages": messages[: turns[-1]], **tools})
             references.append(str(messages[turns[-1]]["content"]))
         elif "prompt" in example and "completion" in example:
             prompts.append({"prompt": example["prompt"]})

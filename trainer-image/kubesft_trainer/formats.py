@@ -1,14 +1,13 @@
 """Row formats: find where a dataset keeps its fields, and normalize each row.
 
 Every schema quirk (alpaca, sharegpt, custom columns) is resolved here, once, so the rest
-of the trainer reads exactly one of three shapes:
-`{"messages": [{"role", "content"}, ...]}`, `{"prompt", "completion"}` or `{"text"}`.
-Validation flags only rows that cannot be trained on, naming the field in the source's
-own column names (`conversations[2].from`), so the user can find it.
+of the trainer reads exactly one of three shapes: `{"messages": [...], "tools"?}`,
+`{"prompt", "completion"}` or `{"text"}` (`normalize.normalize_row` builds them).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -19,7 +18,13 @@ from kubesft_trainer.exit_codes import UserError
 Format = Literal["messages", "prompt-completion", "text"]
 Shape = Literal["turns", "pair", "text"]
 ROLES = ("system", "user", "assistant", "tool")
-SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "tool": "tool"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "gpt": "assistant",
+    "system": "system",
+    "tool": "tool",
+    "observation": "tool",
+}
 
 
 @dataclass(frozen=True)
@@ -39,15 +44,20 @@ class Schema:
     prompt: tuple[str, ...] = ("prompt",)
     completion: str = "completion"
     system: str | None = None
+    history: str | None = None
+    """Column of earlier [prompt, response] pairs (alpaca's `history`)."""
     text: str = "text"
 
     @property
     def format(self) -> Format:
-        """The normalized format; a pair with a system prompt becomes a conversation."""
+        """The normalized format; a pair with a system prompt or history becomes a conversation."""
         if self.shape == "pair":
-            return "messages" if self.system else "prompt-completion"
+            return "messages" if self.system or self.history else "prompt-completion"
         return "messages" if self.shape == "turns" else "text"
 
+
+SOURCE_ROW = "row"
+"""Key of a prepared row holding its 1-based row number in the dataset's source."""
 
 # The spec's `format` names a shape by the format it normally normalizes to.
 SHAPE_FORMAT: dict[str, str] = {"turns": "messages", "pair": "prompt-completion", "text": "text"}
@@ -55,7 +65,14 @@ SHAPE_FORMAT: dict[str, str] = {"turns": "messages", "pair": "prompt-completion"
 # In detection order: a row that fits several shapes takes the first.
 KNOWN_SCHEMAS = (
     Schema("messages", "turns"),
-    Schema("sharegpt", "turns", messages="conversations", role="from", content="value"),
+    Schema(
+        "sharegpt",
+        "turns",
+        messages="conversations",
+        role="from",
+        content="value",
+        system="system",
+    ),
     Schema("conversations", "turns", messages="conversations"),
     Schema("prompt-completion", "pair"),
     Schema("alpaca", "pair", prompt=("instruction", "input"), completion="output"),
@@ -82,7 +99,9 @@ def choose_schema(fmt: str, columns: ColumnMapping | None, samples: Sequence[Any
         known: Sequence[Schema] = KNOWN_SCHEMAS
         if columns is not None:  # e.g. only turn keys renamed: detect with the new names
             known = tuple(_with_column_keys(s, columns) for s in KNOWN_SCHEMAS)
-        return detect_schema(samples, None if fmt == "auto" else fmt, known)
+        return _with_alpaca_context(
+            detect_schema(samples, None if fmt == "auto" else fmt, known), samples
+        )
     implied = SHAPE_FORMAT[mapped.shape]
     if fmt not in ("auto", implied):
         raise UserError(
@@ -90,6 +109,19 @@ def choose_schema(fmt: str, columns: ColumnMapping | None, samples: Sequence[Any
             "set spec.format to auto or change spec.columns"
         )
     return mapped
+
+
+def _with_alpaca_context(schema: Schema, samples: Sequence[Any]) -> Schema:
+    """Alpaca rows that carry a `system` or `history` become conversations (LLaMA-Factory's
+    alpaca), so the system prompt and earlier turns are trained on, not dropped."""
+    if schema.name != "alpaca":
+        return schema
+    rows = [s for s in samples if isinstance(s, dict)]
+    return replace(
+        schema,
+        system="system" if any(r.get("system") for r in rows) else None,
+        history="history" if any(r.get("history") for r in rows) else None,
+    )
 
 
 def detect_schema(
@@ -154,99 +186,7 @@ def _with_column_keys(schema: Schema, columns: ColumnMapping) -> Schema:
     )
 
 
-def normalize_row(row: Any, schema: Schema) -> dict[str, Any]:
-    """The row in its normalized shape; raises RowProblem when it cannot be used."""
-    if not isinstance(row, dict):
-        raise RowProblem("", f"must be a JSON object (got {_kind(row)})")
-    if schema.shape == "text":
-        return {"text": _text(row, schema.text, schema.text)}
-    if schema.shape == "turns":
-        return {"messages": _conversation(row, schema)}
-    prompt, completion = _prompt_completion(row, schema)
-    if schema.format == "prompt-completion":
-        return {"prompt": prompt, "completion": completion}
-    turns = [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
-    return {"messages": _with_system(row, schema, turns)}
-
-
-def _conversation(row: dict[str, Any], schema: Schema) -> list[dict[str, str]]:
-    name = schema.messages
-    turns = _require(row, name)
-    if not isinstance(turns, list):
-        raise RowProblem(name, f"must be a list of turns (got {_kind(turns)})")
-    if not turns:
-        raise RowProblem(name, "must not be empty")
-    out = []
-    for i, turn in enumerate(turns):
-        path = f"{name}[{i}]"
-        if not isinstance(turn, dict):
-            raise RowProblem(path, f"must be an object with {schema.role} and {schema.content}")
-        role = _role(turn, schema, f"{path}.{schema.role}")
-        if role == "system" and i > 0:
-            raise RowProblem(f"{path}.{schema.role}", "a system turn is only allowed first")
-        content = _text(turn, schema.content, f"{path}.{schema.content}", role == "tool")
-        out.append({"role": role, "content": content})
-    if not any(t["role"] == "assistant" for t in out):
-        raise RowProblem(name, "has no assistant turn, so there is nothing to learn from")
-    if out[-1]["role"] == "user":
-        raise RowProblem(
-            f"{name}[{len(out) - 1}].{schema.role}",
-            "the conversation ends with a user turn; end it with the assistant's reply",
-        )
-    return _with_system(row, schema, out)
-
-
-def _with_system(
-    row: dict[str, Any], schema: Schema, turns: list[dict[str, str]]
-) -> list[dict[str, str]]:
-    """Prepend the system column's prompt, unless the conversation has its own."""
-    if schema.system is None or row.get(schema.system) is None or turns[0]["role"] == "system":
-        return turns
-    system = _text(row, schema.system, schema.system, allow_empty=True)
-    return [{"role": "system", "content": system}, *turns] if system.strip() else turns
-
-
-def _prompt_completion(row: dict[str, Any], schema: Schema) -> tuple[str, str]:
-    first = schema.prompt[0]
-    parts = [_text(row, first, first)]
-    for key in schema.prompt[1:]:
-        # Later prompt columns are optional: alpaca's `input` is often empty or missing.
-        if row.get(key) is not None and _text(row, key, key, allow_empty=True).strip():
-            parts.append(row[key])
-    return "\n\n".join(parts), _text(row, schema.completion, schema.completion)
-
-
-def _role(turn: dict[str, Any], schema: Schema, path: str) -> str:
-    raw = _require(turn, schema.role, path)
-    if not isinstance(raw, str):
-        raise RowProblem(path, f"must be a string (got {_kind(raw)})")
-    role = schema.role_map.get(raw) or schema.role_map.get(raw.lower()) or raw.lower()
-    if role not in ROLES:
-        shown = repr(raw) if len(raw) <= 40 else repr(raw[:37] + "...")
-        raise RowProblem(
-            path,
-            f"unknown role {shown} (expected system, user, assistant or tool; "
-            "map it with spec.columns.roleMap)",
-        )
-    return role
-
-
-def _text(mapping: dict[str, Any], key: str, path: str, allow_empty: bool = False) -> str:
-    value = _require(mapping, key, path)
-    if not isinstance(value, str):
-        raise RowProblem(path, f"must be a string (got {_kind(value)})")
-    if not allow_empty and not value.strip():
-        raise RowProblem(path, "must not be empty")
-    return value
-
-
-def _require(mapping: dict[str, Any], key: str, path: str | None = None) -> Any:
-    if key not in mapping:
-        raise RowProblem(path or key, "is required")
-    return mapping[key]
-
-
-def _kind(value: Any) -> str:
+def kind(value: Any) -> str:
     """JSON's name for the value's type, as users see it in their files."""
     if value is None:
         return "null"
@@ -261,9 +201,17 @@ def _kind(value: Any) -> str:
 
 def measure(example: Mapping[str, Any]) -> tuple[int, tuple[str, ...]]:
     """Characters of text and the turns' roles of a normalized example (for stats)."""
-    if "messages" in example:
-        turns = example["messages"]
-        return sum(len(t["content"]) for t in turns), tuple(t["role"] for t in turns)
     if "text" in example:
         return len(example["text"]), ()
+    turns = example.get("messages")
+    if turns is None and isinstance(example["prompt"], list):
+        turns = [*example["prompt"], *example["completion"]]
+    if turns is not None:
+        chars = sum(
+            len(t["content"])
+            + len(t.get("reasoning_content", ""))
+            + sum(len(json.dumps(c["function"])) for c in t.get("tool_calls", []))
+            for t in turns
+        )
+        return chars, tuple(t["role"] for t in turns)
     return len(example["prompt"]) + len(example["completion"]), ()

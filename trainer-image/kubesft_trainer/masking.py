@@ -1,12 +1,12 @@
 """Turn one normalized example into `input_ids` and `labels` (-100 = not graded).
 
-Assistant turns are located without `{% generation %}` markers: render the conversation
-up to each turn (with and without the generation prompt), require every shorter rendering
-to be a prefix of the longer one, and grade the characters an assistant turn adds. The
-full text is tokenized once and character spans map to tokens through offsets, the same
-way transformers builds `assistant_masks`. `tokenize_examples` encodes many texts in one
-tokenizer call (a fast tokenizer spreads a batch over the CPU cores); `tokenize_example`
-is the same code for one example, so both give identical ids and labels.
+`turns.render_graded` renders a conversation and finds the characters each assistant turn
+writes (from `{% generation %}` markers or the template's structure; one conversation may
+become one text per turn where a template re-renders history). The text is tokenized once
+and character spans map to tokens through offsets, the same way transformers builds
+`assistant_masks`. `tokenize_examples` encodes many texts in one tokenizer call (a fast
+tokenizer spreads a batch over the CPU cores); `tokenize_example` is the same code for one
+example, so both give identical ids and labels.
 """
 
 from __future__ import annotations
@@ -17,13 +17,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Literal
 
-import jinja2
-
-from kubesft_trainer.chat_template import (
-    render_conversation,
-    render_conversations,
-    template_name,
-)
+from kubesft_trainer.turns import GradedText, render_graded
 
 IGNORE_INDEX = -100
 LossOn = Literal["assistant", "completion", "all"]
@@ -67,15 +61,19 @@ def tokenize_example(
     """Tokenize a `messages`, `prompt`/`completion` or `text` example and mask its labels.
 
     `text` has no prompt, so it is graded whole under every `loss_on`; for prompt/completion
-    `assistant` means the same as `completion`.
+    `assistant` means the same as `completion`. Raises ValueError for a conversation the
+    template turns into several examples (one per turn): `tokenize_examples` returns them.
     """
-    return tokenize_examples(
+    (examples,) = tokenize_examples(
         [example],
         tokenizer,
         loss_on=loss_on,
         max_seq_length=max_seq_length,
         chat_template=chat_template,
-    )[0]
+    )
+    if len(examples) != 1:
+        raise ValueError(f"the example becomes {len(examples)} examples; use tokenize_examples")
+    return examples[0]
 
 
 def tokenize_examples(
@@ -85,11 +83,13 @@ def tokenize_examples(
     loss_on: LossOn,
     max_seq_length: int,
     chat_template: str | None = None,
-) -> list[TokenizedExample]:
-    """`tokenize_example` of each example; chat texts are encoded in one batched call.
+) -> list[list[TokenizedExample]]:
+    """The tokenized examples of each input example, in order; chat texts are encoded in one
+    batched call. An input gives several examples when its conversation is trained one
+    assistant turn per example (see `turns`).
 
     A ValueError names the problem but not the example; callers that need the row run
-    `tokenize_example` row by row to find it.
+    `tokenize_examples` row by row to find it.
     """
     if loss_on not in LOSS_ON:
         raise ValueError(
@@ -97,36 +97,66 @@ def tokenize_examples(
         )
     if max_seq_length < 2:
         raise ValueError(f"spec.training.maxSeqLength must be >= 2 (got {max_seq_length})")
-    tokenized: dict[int, tuple[list[int], list[int]]] = {}  # index -> (ids, labels)
-    chats: list[tuple[int, str, list[Span]]] = []  # index, rendered text, graded spans
+    tokenized: dict[int, list[tuple[list[int], list[int]]]] = {}  # index -> (ids, labels)s
+    chats: list[tuple[int, GradedText]] = []
     for index, example in enumerate(examples):
-        if "messages" in example:
+        conversation = conversation_of(example, loss_on)
+        if conversation is not None:
             if chat_template is None:
                 raise ValueError("a chat template is required to tokenize a messages example")
-            _check_messages(example["messages"])
-            text, spans = graded_spans(example["messages"], chat_template, tokenizer, loss_on)
-            chats.append((index, text, spans))
-        elif "prompt" in example and "completion" in example:
-            tokenized[index] = _tokenize_prompt_completion(
-                str(example["prompt"]), str(example["completion"]), tokenizer, loss_on
+            messages, turn_loss = conversation
+            _check_messages(messages)
+            texts = render_graded(
+                messages, chat_template, tokenizer, turn_loss, example.get("tools")
             )
+            chats.extend((index, text) for text in texts)
+        elif "prompt" in example and "completion" in example:
+            tokenized[index] = [
+                _tokenize_prompt_completion(
+                    str(example["prompt"]), str(example["completion"]), tokenizer, loss_on
+                )
+            ]
         elif "text" in example:
             ids = (
                 _bos_ids(tokenizer)
                 + _encode(tokenizer, str(example["text"]))
                 + [_eos_id(tokenizer)]
             )
-            tokenized[index] = (ids, list(ids))
+            tokenized[index] = [(ids, list(ids))]
         else:
             raise ValueError(
                 "an example needs 'messages', 'prompt' and 'completion', or 'text' "
                 f"(got keys {sorted(example)})"
             )
     if chats:
-        encodings = _encode_with_offsets(tokenizer, [text for _, text, _ in chats])
-        for (index, _, spans), (ids, offsets) in zip(chats, encodings, strict=True):
-            tokenized[index] = (ids, labels_from_spans(ids, offsets, spans))
-    return [_truncate(*tokenized[index], max_seq_length) for index in range(len(examples))]
+        encodings = encode_with_offsets(tokenizer, [text.text for _, text in chats])
+        for (index, text), (ids, offsets) in zip(chats, encodings, strict=True):
+            tokenized.setdefault(index, []).append(
+                (ids, labels_from_spans(ids, offsets, text.spans))
+            )
+    return [
+        [_truncate(ids, labels, max_seq_length) for ids, labels in tokenized[index]]
+        for index in range(len(examples))
+    ]
+
+
+def conversation_of(
+    example: Mapping[str, Any], loss_on: LossOn
+) -> tuple[list[Mapping[str, Any]], LossOn] | None:
+    """The messages to render and how to grade them, or None for a non-chat example.
+
+    Conversational prompt/completion (lists of messages, TRL's format) is one conversation
+    whose prompt turns are never graded: its assistant turns get `weight: 0`.
+    """
+    if "messages" in example:
+        return list(example["messages"]), loss_on
+    prompt, completion = example.get("prompt"), example.get("completion")
+    if isinstance(prompt, list) and isinstance(completion, list):
+        if loss_on == "all":
+            return [*prompt, *completion], loss_on
+        context = [{**m, "weight": 0} if m.get("role") == "assistant" else m for m in prompt]
+        return [*context, *completion], "assistant"
+    return None
 
 
 def _truncate(ids: list[int], labels: list[int], max_seq_length: int) -> TokenizedExample:
@@ -153,7 +183,7 @@ def _tokenize_prompt_completion(
     return prompt_ids + completion_ids, prompt_labels + list(completion_ids)
 
 
-def _encode_with_offsets(tokenizer: Any, texts: list[str]) -> list[tuple[list[int], list[Span]]]:
+def encode_with_offsets(tokenizer: Any, texts: list[str]) -> list[tuple[list[int], list[Span]]]:
     """Token ids and character offsets of each text, from one tokenizer call."""
     encoding = tokenizer(
         texts,
@@ -175,92 +205,13 @@ def _check_messages(messages: Sequence[Mapping[str, Any]]) -> None:
     if not messages:
         raise ValueError("messages must not be empty")
     for index, message in enumerate(messages):
+        if message.get("content") is None and message.get("tool_calls"):
+            continue
         if not isinstance(message.get("content"), str):
             raise ValueError(
                 f"messages[{index}].content must be a string "
                 f"(got {type(message.get('content')).__name__})"
             )
-
-
-def graded_spans(
-    messages: Sequence[Mapping[str, Any]], template: str, tokenizer: Any, loss_on: LossOn
-) -> tuple[str, list[Span]]:
-    """Rendered conversation and the character spans whose tokens are graded."""
-    prefixes = _render_prefixes(messages, range(1, len(messages) + 1), template, tokenizer)
-    text = prefixes[-1]
-    if loss_on == "all":
-        return text, [(0, len(text))]
-    for upto in range(1, len(prefixes)):
-        if not prefixes[upto].startswith(prefixes[upto - 1]):
-            raise _prefix_error(template, f"messages[:{upto}]", f"messages[:{upto + 1}]")
-
-    turns = [i for i, message in enumerate(messages) if message["role"] == "assistant"]
-    if loss_on == "completion":
-        turns = turns[-1:]
-    prompts = _render_prefixes(messages, turns, template, tokenizer, add_generation_prompt=True)
-    spans = []
-    for turn, prompt in zip(turns, prompts, strict=True):
-        turn_text = prefixes[turn]
-        if turn > 0:
-            before = prefixes[turn - 1]
-        else:
-            before = _render_prefixes(messages, [0], template, tokenizer)[0]
-        if not turn_text.startswith(prompt):
-            raise _prefix_error(
-                template, f"messages[:{turn}] with add_generation_prompt", f"messages[:{turn + 1}]"
-            )
-        start = len(prompt)
-        if prompt == before:
-            # The template ignores add_generation_prompt: skip the header by finding the content.
-            start += max(turn_text[start:].find(messages[turn]["content"].strip()), 0)
-        # Whitespace after the end-of-turn token is formatting the next turn brings; the model
-        # only has to produce the content and the end-of-turn token(s) so it learns to stop.
-        end = start + len(turn_text[start:].rstrip())
-        if end > start:
-            spans.append((start, end))
-    return text, spans
-
-
-def _render_prefixes(
-    messages: Sequence[Mapping[str, Any]],
-    lengths: Sequence[int],
-    template: str,
-    tokenizer: Any,
-    *,
-    add_generation_prompt: bool = False,
-) -> list[str]:
-    """`messages[:n]` rendered for each n in `lengths`, in one renderer call.
-
-    A template error is traced to the first prefix that fails, which the message names.
-    """
-    try:
-        return render_conversations(
-            [messages[:n] for n in lengths],
-            template,
-            tokenizer,
-            add_generation_prompt=add_generation_prompt,
-        )
-    except jinja2.TemplateError:
-        for n in lengths:
-            try:
-                render_conversation(
-                    messages[:n], template, tokenizer, add_generation_prompt=add_generation_prompt
-                )
-            except jinja2.TemplateError as error:
-                raise ValueError(
-                    f"chat template {template_name(template)} failed to render "
-                    f"messages[:{n}]: {error}"
-                ) from error
-        raise
-
-
-def _prefix_error(template: str, shorter: str, longer: str) -> ValueError:
-    return ValueError(
-        f"chat template {template_name(template)} breaks the prefix property: rendering {shorter} "
-        f"is not a prefix of rendering {longer}, so assistant turns cannot be located for "
-        "loss masking; set spec.model.chatTemplate to chatml or llama3, or to a template that "
-        "renders earlier turns the same whatever follows them"
-    )
 
 
 def labels_from_spans(

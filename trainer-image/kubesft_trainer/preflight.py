@@ -81,6 +81,8 @@ def run_preflight(
     """
     stats = token_stats(train.lengths, spec.training.max_seq_length)
     stats["droppedFraction"] = train.dropped / train.rows if train.rows else 0.0
+    stats["perTurnConversations"] = train.expanded_rows
+    stats["perTurnExamplesAdded"] = train.added_examples
     shape = sizing.ModelShape.from_config(model_config, num_params)
     memory = memory_breakdown(sizing.estimate_job(spec, shape, world_size=world_size), spec)
     return {

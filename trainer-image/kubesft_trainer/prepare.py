@@ -22,7 +22,8 @@ from typing import Any
 from kubesft.api.dataset import DataAudit, DatasetStats, RowError, SFTDatasetSpec, Validation
 from kubesft_trainer.audit import audit_examples, enforce_audit, log_audit
 from kubesft_trainer.exit_codes import UserError
-from kubesft_trainer.formats import RowProblem, Schema, choose_schema, measure, normalize_row
+from kubesft_trainer.formats import SOURCE_ROW, RowProblem, Schema, choose_schema, measure
+from kubesft_trainer.normalize import normalize_row, unused_turn_keys, used_keys
 from kubesft_trainer.sources import SourceRow, read_source
 
 MAX_ERRORS = 20
@@ -31,6 +32,8 @@ DETECT_ROWS = 100
 """Rows read ahead to detect the format."""
 SHOWN_ERRORS = 3
 """Invalid rows named in the one-line failure message."""
+MAX_IGNORED = 20
+"""Ignored columns listed in the stats (the most frequent), so the status stays small."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Tally:
     audit: DataAudit | None = None
     format: str | None = None
     errors: list[RowError] = field(default_factory=list)
+    ignored: Counter[str] = field(default_factory=Counter)
+    """Rows holding each column (or turn key) kubesft does not use."""
 
     def stats(self, train: Sequence[Example] = (), evals: Sequence[Example] = ()) -> DatasetStats:
         kept = [*train, *evals]
@@ -70,6 +75,9 @@ class Tally:
             format=self.format,
             roles=dict(sorted(Counter(r for ex in kept for r in ex.roles).items())),
             length_histogram=length_histogram(ex.chars for ex in kept),
+            ignored_columns={
+                name[:80]: count for name, count in sorted(self.ignored.most_common(MAX_IGNORED))
+            },
         )
 
 
@@ -186,14 +194,32 @@ def _examples(
                 tally.errors.append(RowError(row=row.number, field=problem.field, message=message))
             continue
         tally.valid += 1
-        line = canonical_json(example)
-        digest = hashlib.sha256(line.encode()).digest()
+        tally.ignored.update(ignored_keys(row.value, schema))
+        # The digest leaves the row number out: the same example on two rows is a duplicate.
+        digest = hashlib.sha256(canonical_json(example).encode()).digest()
         if dedupe and digest in seen:
             tally.duplicates += 1
             continue
         seen.add(digest)
+        line = canonical_json({**example, SOURCE_ROW: row.number})
         out.append(Example(line, digest, *measure(example), row=row.number))
     return out
+
+
+def ignored_keys(row: dict[str, Any], schema: Schema) -> set[str]:
+    """Columns of a valid row, and keys of its turns, that carry nothing kubesft uses."""
+    ignored = set(row) - used_keys(schema)
+    lists = [schema.messages] if schema.shape == "turns" else [schema.prompt[0], schema.completion]
+    for name in lists:
+        turns = row.get(name)
+        if isinstance(turns, list):
+            ignored.update(
+                f"{name}[].{key}"
+                for turn in turns
+                if isinstance(turn, dict)
+                for key in unused_turn_keys(turn, schema)
+            )
+    return ignored
 
 
 def _check_limits(limits: Validation, tally: Tally, usable: int) -> None:

@@ -232,6 +232,8 @@ class DatasetStats(StatusModel):
     """Turns per role."""
     length_histogram: dict[str, int] = Field(default_factory=dict)
     """Examples per character-length bucket (bucket upper bound → count)."""
+    ignored_columns: dict[str, int] = Field(default_factory=dict)
+    """Columns (and turn keys, as `messages[].key`) kubesft does not use → rows holding them."""
     audit: DataAudit | None = None
     """Near-duplicates, contradictions, short answers and length outliers."""
 

@@ -155,6 +155,11 @@ class Preflight(StatusModel):
     estimated_gpu_memory_gi_b: float | None = Field(default=None, alias="estimatedGpuMemoryGiB")
     estimated_tokens: int | None = None
     truncated_fraction: float | None = None
+    per_turn_conversations: int | None = None
+    """Conversations trained one assistant turn per example, because the chat template
+    renders earlier turns differently once later turns exist (Qwen3, gpt-oss, ...)."""
+    per_turn_examples_added: int | None = None
+    """Examples those conversations added beyond one each."""
 
 
 class Fingerprint(StatusModel):
