@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.support import trainer_faults
 from tests.support.controlplane import free_port
 from tests.support.tiny_model import WORDS
 
@@ -87,10 +88,15 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
 
 
 def trainer_env(**extra: str) -> dict[str, str]:
-    """Environment for a trainer subprocess: the repo importable, one thread, no hub."""
+    """Environment for a trainer subprocess: the repo importable, one thread, no hub.
+
+    The test-only fault injection (`trainer_faults`) is first on the path; it acts only
+    when one of its variables is set.
+    """
+    path = [trainer_faults.FOLDER, REPO / "operator", REPO / "trainer-image", REPO]
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(REPO / "trainer-image")]),
+        "PYTHONPATH": os.pathsep.join(str(p) for p in path),
         "OMP_NUM_THREADS": "1",
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",

@@ -25,6 +25,7 @@ from kubesft.api.report import ExitCode, PrepareTermination, TrainerReason, Trai
 from kubesft_trainer.config import load_config
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.generations import remove_superseded
+from kubesft_trainer.health import RunStopped
 from kubesft_trainer.prepare import DatasetInvalid, prepare_dataset
 from kubesft_trainer.report import run_fingerprint
 from kubesft_trainer.termination import write_termination_message
@@ -130,6 +131,9 @@ def run_train(args: argparse.Namespace) -> int:
         from kubesft_trainer.train import train
 
         summary = train(config)
+    except RunStopped as err:  # preempted, hung or diverged: train() wrote the report
+        print(f"{err.reason}: {err}", file=sys.stderr, flush=True)
+        return int(err.exit_code)
     except UserError as err:  # the spec does not fit the data, the model or the node
         write_termination_message(log, _failure(err.reason, err, fingerprint))
         raise

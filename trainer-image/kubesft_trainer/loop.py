@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from kubesft_trainer.data import Batch, MicroBatchPlan, collate, step_micro_batc
 from kubesft_trainer.evaluate import EvalResult
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.graded_loss import install_graded_loss
+from kubesft_trainer.health import HangWatchdog, Preempted, StopRequest, check_finite
 from kubesft_trainer.masking import IGNORE_INDEX, TokenizedExample
 from kubesft_trainer.remote_output import RemoteOutput
 
@@ -71,6 +72,10 @@ class Session:
     """The output's s3 mirror (`spec.output.url`); checkpoints are uploaded as they land."""
     last_eval: EvalResult | None = None
     last_eval_step: int | None = None
+    stop: StopRequest = field(default_factory=StopRequest)
+    """SIGTERM, acted on at the next step boundary (`health.py`)."""
+    watchdog: HangWatchdog | None = None
+    """Told each time a step, an evaluation or a checkpoint finishes."""
 
 
 def summed_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -154,11 +159,24 @@ def train_loop(session: Session, progress: Progress) -> Progress:
         result = train_step(session, batches)
         progress = replace(progress, step=progress.step + 1, position=position, eval_loss=None)
         _report_progress(session, progress.step, result, time.perf_counter() - started)
+        fp16 = session.plan.precision.mixed_precision == "fp16"
+        check_finite(progress.step, result.loss, result.grad_norm, fp16=fp16)
         if progress.step % plan.eval_every == 0 or progress.step == plan.total_steps:
             progress = _evaluate(session, progress)
-        if progress.step % plan.checkpoint_every == 0:
+        saved = progress.step % plan.checkpoint_every == 0
+        if saved:
             _save_checkpoint(session, progress)
+        if session.watchdog is not None:
+            session.watchdog.beat(progress.step)
         _test_sleep(progress.step)
+        if progress.step < plan.total_steps and session.stop.agreed(session.accelerator):
+            if not saved:
+                _save_checkpoint(session, progress)
+            raise Preempted(
+                f"stopped by SIGTERM after step {progress.step}, checkpoint written; "
+                f"the next pod resumes at step {progress.step + 1}",
+                step=progress.step,
+            )
         if _should_stop_early(session.spec, progress):
             break
     return progress
@@ -203,6 +221,8 @@ def _evaluate(session: Session, progress: Progress) -> Progress:
     if result is None:
         return progress
     session.last_eval, session.last_eval_step = result, progress.step
+    if session.watchdog is not None:
+        session.watchdog.beat(progress.step)
     if session.reporter is not None:
         session.reporter.eval(progress.step, result)
     stopping = session.spec.training.early_stopping

@@ -78,6 +78,7 @@ class Reporter:
         self.metrics: Metrics | None = None
         self.checkpoints: list[CheckpointInfo] = []
         self._rate_origin: tuple[int, float] | None = None
+        self.resume_step = resume_step
         self._train_losses: list[float] = []
         """Train losses since the last evaluation; their mean goes beside its eval loss."""
         records = read_metrics(self.output_dir) if resume_step > 0 else []
@@ -155,8 +156,11 @@ class Reporter:
     def report(self) -> TrainerReport:
         """The current state as SFTJob status fields."""
         best = best_checkpoint(self.checkpoints)
+        progress = self.progress_state
+        if progress is not None and self.resume_step > 0:
+            progress = progress.model_copy(update={"resumed_from_step": self.resume_step})
         return TrainerReport(
-            progress=self.progress_state,
+            progress=progress,
             metrics=self.metrics,
             checkpoints=list(self.checkpoints) or None,
             best_checkpoint=best.path if best is not None else None,

@@ -31,7 +31,17 @@ from accelerate.utils import set_seed
 from kubesft.api.job_status import OutputInfo, Preflight
 from kubesft.api.report import TrainerReason, TrainerTermination
 from kubesft.api.runtime import TrainerConfig
-from kubesft_trainer import checkpoint, data, evaluate, preflight, report, results, sharding, sinks
+from kubesft_trainer import (
+    checkpoint,
+    data,
+    evaluate,
+    health,
+    preflight,
+    report,
+    results,
+    sharding,
+    sinks,
+)
 from kubesft_trainer.checkpoint import Progress
 from kubesft_trainer.config import HALF_DTYPES, Precision, RunPlan, plan_run, resolve_precision
 from kubesft_trainer.data import DataPosition, MicroBatchPlan
@@ -99,7 +109,8 @@ def train(config: TrainerConfig) -> TrainerTermination | None:
     if progress.step == 0:
         _evaluate_before(session)
         set_seed(spec.training.seed + accelerator.process_index)  # dropout/noise differ by rank
-    progress = train_loop(session, progress)
+    with health.guard_run(session, config, progress.step):
+        progress = train_loop(session, progress)
     final = session.last_eval
     if session.eval_batches is not None and session.last_eval_step != progress.step:
         final = evaluate_all_ranks(session)  # resumed after the last step: evaluate again

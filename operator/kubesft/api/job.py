@@ -200,6 +200,10 @@ class Training(APIModel):
     ddp keeps a replica per GPU; auto is fsdp for method full on gpus x nodes > 1, else ddp."""
     seed: int = Field(default=42, ge=0)
     early_stopping: EarlyStopping | None = None
+    hang_timeout_seconds: int = Field(default=1800, ge=0, le=604800)
+    """End a run (reason Hung, retried from the last checkpoint) when no optimizer step,
+    evaluation or checkpoint finishes for this long: a rank stuck in a collective or the data
+    loader. Count the slowest of these (a long evaluation) in; 0 turns the watchdog off."""
 
 
 class Evaluation(APIModel):
@@ -255,6 +259,12 @@ class Retry(APIModel):
     """Restarts after retryable failures; each resumes from the latest checkpoint."""
 
     max_restarts: int = Field(default=3, ge=0, le=100)
+    termination_grace_period_seconds: int = Field(default=120, ge=1, le=86400)
+    """Time a trainer pod gets after SIGTERM (node drain, preemption, spot reclaim) to finish
+    its optimizer step and write a checkpoint before SIGKILL. Longer saves more work on big
+    models (a checkpoint is the model's and optimizer's size), but delays drains, and a spot
+    reclaim kills at the provider's notice (30 s on GCP, 2 min on AWS) whatever is set.
+    A preempted pod does not count against maxRestarts."""
 
 
 class SFTJobSpec(APIModel):

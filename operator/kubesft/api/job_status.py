@@ -83,6 +83,9 @@ class Progress(StatusModel):
     peak_gpu_memory_gi_b: float | None = None
     """Most GPU memory torch allocated on rank 0 so far, in GiB; set on GPUs only. Compare
     with preflight.estimatedGpuMemoryGiB before sizing the next job."""
+    resumed_from_step: int | None = None
+    """The checkpoint step the current trainer pod resumed from (after a preemption or a
+    restart); unset for a run that started fresh."""
     updated_at: str | None = None
 
 

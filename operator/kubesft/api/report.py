@@ -9,7 +9,8 @@ models, the operator parses them; neither copies fields by name.
 - `TrainerTermination`: the final report plus `phase`, `reason` and `message`, written to
   the container's termination message (at most 4 KiB, see `TERMINATION_MESSAGE_BYTES`).
 - `PrepareTermination`: the same for the SFTDataset preparation container.
-- `ExitCode`: how a container ends; `podFailurePolicy` fails the Job at once on INVALID.
+- `ExitCode`: how a container ends; the Job's `podFailurePolicy` fails at once on INVALID and
+  NUMERICAL_INSTABILITY, ignores PREEMPTED, and retries the rest.
 - `best_checkpoint`: the one rule that names the best checkpoint (pruning and status).
 """
 
@@ -49,6 +50,16 @@ class ExitCode(IntEnum):
     INVALID = 2
     """Bad configuration or data: the user must change the spec or the dataset. The Job's
     podFailurePolicy fails at once on it (retrying cannot fix it)."""
+    HUNG = 3
+    """No optimizer step for `spec.training.hangTimeoutSeconds` (a rank stuck in a collective
+    or the data loader): retried from the last checkpoint like any retryable failure."""
+    NUMERICAL_INSTABILITY = 4
+    """A non-finite loss or gradient norm: the same data and settings would diverge again,
+    so the podFailurePolicy fails at once; the last good checkpoint is kept."""
+    PREEMPTED = 75
+    """SIGTERM honoured (node drain, preemption, spot reclaim): a checkpoint at the step
+    boundary, then exit. Ignored by the podFailurePolicy (not counted against
+    `spec.retry.maxRestarts`); the Job's next pod resumes. sysexits' EX_TEMPFAIL."""
 
 
 class TrainerReason(str, Enum):
@@ -74,6 +85,12 @@ class TrainerReason(str, Enum):
     """spec.output holds another run's checkpoints (exit INVALID): use a new output path."""
     TRAINING_ERROR = "TrainingError"
     """An unexpected error while training (exit RETRYABLE)."""
+    PREEMPTED = "Preempted"
+    """SIGTERM: checkpointed at a step boundary; the Job's next pod resumes (exit PREEMPTED)."""
+    HUNG = "Hung"
+    """The hang watchdog ended the run (exit HUNG)."""
+    NUMERICAL_INSTABILITY = "NumericalInstability"
+    """A non-finite loss or gradient norm stopped the run (exit NUMERICAL_INSTABILITY)."""
     PREPARED = "Prepared"
     """`prepare` wrote the dataset."""
     DATASET_INVALID = "DatasetInvalid"
@@ -109,9 +126,12 @@ class TrainerReport(StatusModel):
 
 
 class TrainerTermination(TrainerReport):
-    """The trainer's termination message: the final report and why it ended."""
+    """The trainer's termination message: the final report and why it ended.
 
-    phase: Literal["Succeeded", "Failed"]
+    `Running` is a pod that ended while its job goes on (Preempted: the next pod resumes).
+    """
+
+    phase: Literal["Succeeded", "Failed", "Running"]
     reason: TrainerReason
     message: str = ""
     """One line for a human; for failures it names the field or row to change."""

@@ -204,6 +204,8 @@ def _pod_spec(job: SFTJob, inputs: TrainerInputs) -> dict[str, Any]:
     volumes, mounts = _volumes(job, inputs)
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
+        # SIGTERM -> checkpoint at the step boundary -> exit PREEMPTED (kubesft_trainer/health.py)
+        "terminationGracePeriodSeconds": job.spec.retry.termination_grace_period_seconds,
         "serviceAccountName": names.trainer_account(name),
         "securityContext": pod_security_context(inputs.config.run_as_user),
         "containers": [_container(job, inputs, mounts)],
@@ -247,7 +249,7 @@ def build_job(job: SFTJob, inputs: TrainerInputs) -> dict[str, Any]:
         "backoffLimit": spec.retry.max_restarts,
         "completions": spec.resources.nodes,
         "parallelism": spec.resources.nodes,
-        "podFailurePolicy": pod_failure_policy(names.TRAINER_CONTAINER),
+        "podFailurePolicy": pod_failure_policy(names.TRAINER_CONTAINER, trainer=True),
         "template": {
             "metadata": {"labels": names.job_labels(name)},
             "spec": _pod_spec(job, inputs),

@@ -13,6 +13,7 @@ from typing import Literal
 
 from kubesft.api import SFTJob, SFTJobStatus
 from kubesft.api.job_status import JobReason
+from kubesft.api.report import TrainerReason
 from kubesft.operator.conditions import get_condition
 from kubesft.operator.derive_job import JobFacts, derive_job_status, describe_failure
 from kubesft.operator.observe import ObservedJob
@@ -67,20 +68,32 @@ def job_events(
     events = []
     restarted = after.restarts - (before.restarts if before is not None else 0)
     if restarted > 0 and trainer is not None:
-        failure = trainer.last_failure()
-        ended = describe_failure(failure) if failure else "a trainer pod was evicted or preempted"
-        events.append(
-            Event(
-                "Warning",
-                JobReason.TRAINER_RESTARTED,
-                f"{ended}; the Job started it again (restart {after.restarts} of "
-                f"spec.retry.maxRestarts {job.spec.retry.max_restarts})",
-            )
-        )
+        events.append(restart_event(job, after, trainer))
     if (before.phase if before is not None else None) != after.phase:
         kind: Literal["Normal", "Warning"] = "Warning" if after.phase == "Failed" else "Normal"
         events.append(Event(kind, after.phase, phase_message(after)))
     return tuple(events)
+
+
+def restart_event(job: SFTJob, after: SFTJobStatus, trainer: ObservedJob) -> Event:
+    """Normal for a pod that checkpointed on SIGTERM (preemption, drain), else a Warning
+    naming how the pod ended."""
+    failure = trainer.last_failure()
+    report = failure.trainer() if failure is not None else None
+    if failure is not None and report is not None and report.reason == TrainerReason.PREEMPTED:
+        return Event(
+            "Normal",
+            TrainerReason.PREEMPTED.value,
+            f"trainer pod {failure.pod}: {report.message} (not counted against "
+            "spec.retry.maxRestarts)",
+        )
+    ended = describe_failure(failure) if failure else "a trainer pod was evicted or preempted"
+    return Event(
+        "Warning",
+        JobReason.TRAINER_RESTARTED,
+        f"{ended}; the Job started it again (restart {after.restarts} of "
+        f"spec.retry.maxRestarts {job.spec.retry.max_restarts})",
+    )
 
 
 def phase_message(status: SFTJobStatus) -> str:

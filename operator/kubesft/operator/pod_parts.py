@@ -137,18 +137,28 @@ def resources(
     return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
 
 
-def pod_failure_policy(container: str) -> dict[str, Any]:
-    """Preemption and node drains are not the job's fault; bad config/data never heals."""
-    return {
-        "rules": [
-            {
-                "action": "FailJob",
-                "onExitCodes": {
-                    "containerName": container,
-                    "operator": "In",
-                    "values": [int(ExitCode.INVALID)],
-                },
+def pod_failure_policy(container: str, *, trainer: bool = False) -> dict[str, Any]:
+    """Preemption and node drains are not the job's fault; bad config/data never heals.
+
+    For the trainer also (`ExitCode`): a divergence fails at once (a retry would diverge the
+    same way), and a pod that checkpointed on SIGTERM is replaced without counting against
+    `backoffLimit` (a drain by `kubectl drain --disable-eviction` or a node shutdown may come
+    without the DisruptionTarget condition that the eviction API and preemption add).
+    """
+    fail = [ExitCode.INVALID, ExitCode.NUMERICAL_INSTABILITY] if trainer else [ExitCode.INVALID]
+    rules: list[dict[str, Any]] = [
+        {
+            "action": "FailJob",
+            "onExitCodes": {
+                "containerName": container,
+                "operator": "In",
+                "values": [int(code) for code in fail],
             },
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
-        ]
-    }
+        },
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+    ]
+    if trainer:
+        preempted = [int(ExitCode.PREEMPTED)]
+        ignore = {"containerName": container, "operator": "In", "values": preempted}
+        rules.append({"action": "Ignore", "onExitCodes": ignore})
+    return {"rules": rules}

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from kubesft.api import TrainerConfig
+from kubesft.api.report import ExitCode
 from kubesft.operator import build_trainer
 from tests.unit.operator.fixtures import inputs, job
 
@@ -44,18 +45,32 @@ def test_single_gpu_job_runs_the_trainer_with_restricted_security() -> None:
 
 
 def test_retry_deadline_and_ttl_map_to_the_job() -> None:
+    retry = {"maxRestarts": 5, "terminationGracePeriodSeconds": 300}
     spec = build_trainer.build_job(
-        job(retry={"maxRestarts": 5}, activeDeadlineSeconds=3600, ttlSecondsAfterFinished=60),
-        inputs(),
+        job(retry=retry, activeDeadlineSeconds=3600, ttlSecondsAfterFinished=60), inputs()
     )["spec"]
     assert (
         spec["backoffLimit"],
         spec["activeDeadlineSeconds"],
         spec["ttlSecondsAfterFinished"],
-    ) == (5, 3600, 60)
-    rules = spec["podFailurePolicy"]["rules"]
-    assert rules[0]["action"] == "FailJob" and rules[0]["onExitCodes"]["values"] == [2]
-    assert rules[1] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+        spec["template"]["spec"]["terminationGracePeriodSeconds"],
+    ) == (5, 3600, 60, 300)
+
+
+def test_pod_failure_policy_follows_the_trainers_exit_code_table() -> None:
+    rules = build_trainer.build_job(job(), inputs())["spec"]["podFailurePolicy"]["rules"]
+    by_code = {
+        code: rule["action"]
+        for rule in rules
+        if "onExitCodes" in rule
+        for code in rule["onExitCodes"]["values"]
+    }
+    assert by_code == {
+        ExitCode.INVALID: "FailJob",
+        ExitCode.NUMERICAL_INSTABILITY: "FailJob",
+        ExitCode.PREEMPTED: "Ignore",
+    }  # HUNG and RETRYABLE are absent: the Job's backoff retries them
+    assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in rules
 
 
 def test_two_nodes_render_an_indexed_job_with_rendezvous_env() -> None:

@@ -202,6 +202,23 @@ def test_an_edit_before_the_end_is_in_effect_at_once() -> None:
     assert {c.observed_generation for c in plan.status.conditions} == {3}
 
 
+def test_a_preempted_pod_is_a_normal_event_and_the_run_stays_running() -> None:
+    message = "stopped by SIGTERM after step 7, checkpoint written; the next pod resumes at step 8"
+    preempted = ended(
+        75,
+        "Error",
+        {"phase": "Running", "reason": "Preempted", "message": message},
+        pod="demo-train-a",
+    )
+    sft = running(job())
+    plan = step(sft, observed(failed=1, running_pods=1, restarts=1, terminations=(preempted,)))
+    assert plan.status.phase == "Running" and plan.status.restarts == 1
+    (event,) = plan.events
+    assert (event.type, event.reason) == ("Normal", "Preempted")
+    assert "demo-train-a" in event.message and "resumes at step 8" in event.message
+    assert "not counted against spec.retry.maxRestarts" in event.message
+
+
 def test_one_pod_done_while_the_other_waits_for_its_retry_is_restarting_not_finishing() -> None:
     mix = observed(succeeded=1, failed=1, terminations=(ended(0, "Completed", pod="p0"), CRASH))
     plan = step(running(two_nodes()), mix)
