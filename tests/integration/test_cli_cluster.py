@@ -50,7 +50,9 @@ def test_logs_of_a_job_without_pods_says_where_to_look(
     assert "has no trainer pods yet" in one_line_failure(result)
 
 
+@pytest.mark.parametrize("follow", [[], ["-f"]], ids=["logs", "logs-f"])
 def test_logs_not_served_by_the_node_is_one_line_naming_the_files(
+    follow: list[str],
     kube_api: client.ApiClient,
     kube_config: str,
     namespace: str,
@@ -76,7 +78,7 @@ def test_logs_not_served_by_the_node_is_one_line_naming_the_files(
             raise
     core.create_namespaced_pod(namespace, pod)
 
-    result = kubesft("logs", "ran", "-n", namespace, KUBECONFIG=kube_config)
+    result = kubesft("logs", "ran", "-n", namespace, *follow, KUBECONFIG=kube_config)
 
     line = one_line_failure(result)
     assert f"pod {namespace}/ran-train-0 are not served by its node {fake_node}" in line, line
