@@ -52,6 +52,9 @@ def config_for(tmp_path: Path, model_dir: Path, name: str, **training) -> tuple[
         training=settings,
         checkpoints={"everySteps": 2, "keep": 3},
     )
+    # One SFTJob object per output: a resume with other settings (world size, strategy) is
+    # the same run continuing, which run binding allows by uid (and refuses across runs).
+    config["runtime"]["jobUid"] = f"uid-{name}"
     return write_config(tmp_path / f"{name}.json", config), output
 
 
