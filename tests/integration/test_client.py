@@ -11,7 +11,7 @@ import yaml
 from kubesft.api import InvalidSpec, SFTDataset, SFTDatasetSpec, SFTJob
 from kubesft.client import JobFailed, NotFound, SFTClient
 from kubesft.operator.kube import Kube
-from tests.support.cluster_objects import make_dataset_ready, sft_job
+from tests.support.cluster_objects import ensure_dataset_inputs, make_dataset_ready, sft_job
 from tests.support.invalid_manifests import valid_dataset
 from tests.support.operator_process import OperatorProcess
 
@@ -33,6 +33,7 @@ def operator(kube_config: str, namespace: str, tmp_path: Path) -> Iterator[Opera
 def test_client_creates_both_resources_and_follows_their_status(
     sft: SFTClient, kube: Kube, namespace: str, operator: OperatorProcess
 ) -> None:
+    ensure_dataset_inputs(kube, namespace)  # its source ConfigMap and the data claim
     dataset_doc = valid_dataset()
     dataset = SFTDataset(
         metadata={"name": "valid-dataset"},  # type: ignore[arg-type]

@@ -36,6 +36,7 @@ CHANGES: dict[str, Any] = {
     "resources": {"memory": "8Gi"},
     "image": "ghcr.io/kubesft/trainer:other",
     "retry": {"maxRestarts": 1},
+    "tracking": {"mlflow": {"trackingUri": "http://mlflow.example:5000"}},
 }
 
 
