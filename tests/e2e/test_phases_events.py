@@ -18,7 +18,7 @@ from urllib3.exceptions import ProtocolError
 from kubesft.api import GROUP, SFT_DATASET, SFT_JOB, VERSION
 from tests.support.node_runner import NodeRunner
 from tests.support.operator_process import OperatorProcess
-from tests.support.sft_cluster import Cluster, quickstart, wait_for
+from tests.support.sft_cluster import Cluster, metrics, quickstart, wait_for
 
 SLEEP_AFTER_STEP = "KUBESFT_TEST_SLEEP_AFTER_STEP"
 ORDER = {"Pending": 0, "WaitingForDataset": 1, "Queued": 2, "Running": 3, "Succeeded": 4}
@@ -100,6 +100,9 @@ def test_a_crash_is_retried_with_a_warning_and_no_phase_goes_backwards(
     assert st["phase"] == "Succeeded" and st["restarts"] == 1, json.dumps(st, indent=1)
     assert_forward(phases)
     assert "Running" in phases, phases
+    steps = [r["step"] for r in metrics(output) if r["type"] == "train"]
+    assert steps == list(range(1, 21)), steps  # continuous: resumed at 11, nothing redone
+    assert {c["step"] for c in st["checkpoints"]} == {10, 20}
 
     seen = events(cluster)
     crashes = [e for e in seen if e["type"] == "Warning"]
