@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.support.controlplane import ControlPlane, build_binaries, start_control_plane
+from tests.support.operator_process import OperatorProcess
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -125,6 +126,16 @@ def kubectl(_cluster: Cluster) -> Kubectl:
         )
 
     return run
+
+
+@pytest.fixture
+def operator(kube_config: str, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    """The operator as a process watching the test's namespace (integration and e2e)."""
+    op = OperatorProcess(kube_config, namespace, tmp_path / "operator.log")
+    op.start()
+    op.wait_started()
+    yield op
+    op.stop()
 
 
 @pytest.fixture

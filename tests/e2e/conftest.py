@@ -16,7 +16,6 @@ import pytest
 from kubernetes import client
 
 from tests.support.node_runner import NodeRunner
-from tests.support.operator_process import OperatorProcess
 from tests.support.sft_cluster import CLAIMS, ROOT, Cluster
 from tests.support.tiny_model import build_tiny_model, build_tiny_tokenizer
 
@@ -89,12 +88,3 @@ def cluster(
     if not models.exists():
         models.symlink_to(tiny_model_files)
     return c
-
-
-@pytest.fixture
-def operator(kube_config: str, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(kube_config, namespace, tmp_path / "operator.log")
-    op.start()
-    op.wait_started()
-    yield op
-    op.stop()

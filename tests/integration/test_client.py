@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,6 @@ from tests.support.operator_process import OperatorProcess
 @pytest.fixture
 def sft(kube_config: str, namespace: str, crds_installed: None) -> SFTClient:
     return SFTClient(namespace, kubeconfig=kube_config)
-
-
-@pytest.fixture
-def operator(kube_config: str, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(kube_config, namespace, tmp_path / "operator.log")
-    op.start()
-    op.wait_started()
-    yield op
-    op.stop()
 
 
 def test_client_creates_both_resources_and_follows_their_status(
