@@ -126,6 +126,7 @@ def test_a_stalled_run_is_ended_by_the_watchdog_with_the_hang_reason(
     assert message["reason"] == "Hung" and message["phase"] == "Failed"
     assert "after step 2" in str(message["message"])
     assert "spec.training.hangTimeoutSeconds" in str(message["message"])
+    assert message["progress"]["step"] == 2  # the report so far, written by the watchdog
     assert "Traceback" not in result.stderr
     assert train_steps(out) == [1, 2]
 

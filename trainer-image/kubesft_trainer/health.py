@@ -188,8 +188,7 @@ def guard_run(session: Session, config: TrainerConfig, step: int) -> Iterator[No
     timeout = config.spec.training.hang_timeout_seconds
     if timeout:
         session.watchdog = HangWatchdog(
-            timeout,
-            exit_hung(lambda message: _stopped(session, config, TrainerReason.HUNG, message)),
+            timeout, exit_hung(lambda message: _hung(session, config, message))
         )
         session.watchdog.start(step)
     session.stop.install()
@@ -202,6 +201,17 @@ def guard_run(session: Session, config: TrainerConfig, step: int) -> Iterator[No
         session.stop.uninstall()
         if session.watchdog is not None:
             session.watchdog.stop()
+
+
+def _hung(session: Session, config: TrainerConfig, message: str) -> None:
+    """The termination message of a hung run, from the watchdog thread: the report so far,
+    written to the file only (no status patch, tracker or plot that could block too)."""
+    report = session.reporter.report() if session.reporter is not None else None
+    fields = report.model_dump(exclude_none=True) if report is not None else {}
+    summary = TrainerTermination.model_validate(
+        {**fields, "phase": "Failed", "reason": TrainerReason.HUNG, "message": message}
+    )
+    write_termination_message(config.runtime.termination_log, summary)
 
 
 def _stopped(session: Session, config: TrainerConfig, reason: TrainerReason, message: str) -> None:
