@@ -18,7 +18,11 @@ from typing import Any
 import pytest
 from transformers.utils.chat_template_utils import render_jinja_template
 
-from kubesft_trainer.chat_template import render_conversations
+from kubesft_trainer.chat_template import (
+    has_generation_markers,
+    render_conversations,
+    render_with_generation,
+)
 from kubesft_trainer.template_probe import adapt_messages, probe_template
 from kubesft_trainer.turns import GradedText, render_graded
 
@@ -303,3 +307,71 @@ def test_docs_table_says_what_masking_does() -> None:
     table = DOCS.read_text()
     missing = [row for row in map(support_row, ORIGINALS) if row not in table]
     assert not missing, "docs/chat-templates.md is out of date; rows now:\n" + "\n".join(missing)
+
+
+ALL_TEMPLATES = sorted(p.stem for p in TEMPLATES_DIR.glob("*.jinja"))
+
+
+@pytest.mark.parametrize("name", ALL_TEMPLATES)
+def test_rendering_equals_transformers_renderer(name: str) -> None:
+    """kubesft renders without transformers' per-call work (chat_template.render_prepared);
+    the text, the `{% generation %}` spans and the refusals must be transformers' own."""
+    source = template(name)
+    markers = has_generation_markers(source)
+    for case, (messages, tools) in CASES.items():
+        adapted = adapt_messages(messages, probe_template(source, TOKENIZER))
+        for prefix in range(len(adapted) + 1):
+            for add_generation_prompt in (False, True):
+                conversation = adapted[:prefix]
+                try:
+                    expected: Any = render_jinja_template(
+                        conversations=[conversation],
+                        chat_template=source,
+                        tools=tools,
+                        add_generation_prompt=add_generation_prompt,
+                        return_assistant_tokens_mask=markers,
+                        **TOKENIZER.special_tokens_map,
+                    )
+                except Exception as error:  # the template's own refusal
+                    with pytest.raises(type(error)):
+                        render_with_generation(
+                            [conversation],
+                            source,
+                            TOKENIZER,
+                            add_generation_prompt=add_generation_prompt,
+                            tools=tools,
+                        )
+                    continue
+                texts, spans = render_with_generation(
+                    [conversation],
+                    source,
+                    TOKENIZER,
+                    add_generation_prompt=add_generation_prompt,
+                    tools=tools,
+                )
+                where = (case, prefix, add_generation_prompt)
+                assert texts == expected[0], where
+                assert spans == ([list(map(tuple, expected[1][0]))] if markers else [[]]), where
+
+
+def test_rendering_without_transformers_internals_is_the_same(monkeypatch) -> None:
+    """A transformers without the internals `render_prepared` reuses: its public renderer."""
+    from kubesft_trainer import chat_template
+
+    names = ("qwen3", "qwen3_training", "llama3", "gemma")
+    cases = [CASES[case][0] for case in ("single", "system_two_turns", "reasoning_two_turns")]
+    fast = {
+        name: render_with_generation(
+            [adapt_messages(m, probe_template(template(name), TOKENIZER)) for m in cases],
+            template(name),
+            TOKENIZER,
+        )
+        for name in names
+    }
+    monkeypatch.setattr(chat_template, "_internals", lambda: None)
+    monkeypatch.setattr(chat_template, "_compiled", lambda source: None)
+    for name in names:
+        conversations = [
+            adapt_messages(m, probe_template(template(name), TOKENIZER)) for m in cases
+        ]
+        assert render_with_generation(conversations, template(name), TOKENIZER) == fast[name]

@@ -32,12 +32,15 @@ from typing import Any, Literal
 
 from kubesft_trainer.chat_template import (
     check_roles,
-    render_conversations,
-    render_with_generation,
+    render_prepared,
+    template_messages,
+    template_tools,
+    template_variables,
 )
 from kubesft_trainer.chat_template import template_name as _template_name
 from kubesft_trainer.template_probe import (
     TEMPLATE_ERRORS,
+    TemplateTraits,
     adapt_messages,
     common_prefix,
     probe_template,
@@ -87,9 +90,10 @@ def render_graded(
     traits = probe_template(template, tokenizer)
     adapted = adapt_messages(messages, traits)
     shift = len(messages) - len(adapted)  # 1 when the system turn was folded into the user's
+    render = _Renderer(template, template_variables(tokenizer), template_tools(tools))
     try:
         if loss_on == "all":
-            whole = _render([adapted], template, tokenizer, tools)[0]
+            whole = render([template_messages(adapted)])[0][0]
             return [GradedText(whole, [(0, len(whole))] if whole else [])]
         graded = [
             i
@@ -98,7 +102,7 @@ def render_graded(
         ]
         if loss_on == "completion":
             graded = graded[-1:] if graded and graded[-1] == _last_assistant(messages) else []
-        turns = _locate(adapted, [i - shift for i in graded], template, tokenizer, tools)
+        turns = _locate(adapted, [i - shift for i in graded], traits, render)
     except TEMPLATE_ERRORS as error:
         raise ValueError(
             f"chat template {_template_name(template)} (spec.model.chatTemplate) refused this "
@@ -119,49 +123,53 @@ def render_prompt(
 ) -> str:
     """The prompt the model answers at inference: the messages, shaped as `render_graded`
     shapes them for the template, rendered with the generation prompt."""
-    adapted = adapt_messages(messages, probe_template(template, tokenizer))
-    return _render([adapted], template, tokenizer, tools, True)[0]
+    adapted = template_messages(adapt_messages(messages, probe_template(template, tokenizer)))
+    render = _Renderer(template, template_variables(tokenizer), template_tools(tools))
+    return render([adapted], add_generation_prompt=True)[0][0]
 
 
 def _last_assistant(messages: Sequence[Mapping[str, Any]]) -> int:
     return max(i for i, m in enumerate(messages) if m["role"] == "assistant")
 
 
-def _render(
-    conversations: Sequence[Sequence[Mapping[str, Any]]],
-    template: str,
-    tokenizer: Any,
-    tools: Sequence[Mapping[str, Any]] | None,
-    add_generation_prompt: bool = False,
-) -> list[str]:
-    return render_conversations(
-        conversations, template, tokenizer, add_generation_prompt=add_generation_prompt, tools=tools
-    )
+@dataclass(frozen=True)
+class _Renderer:
+    """One template with one tokenizer's variables and one row's tools, for many renders."""
+
+    template: str
+    variables: dict[str, Any]
+    tools: list[dict[str, Any]] | None
+
+    def __call__(
+        self, conversations: Sequence[list[dict[str, Any]]], add_generation_prompt: bool = False
+    ) -> tuple[list[str], list[list[Span]]]:
+        """Texts and `{% generation %}` spans of conversations from `template_messages`."""
+        return render_prepared(
+            conversations,
+            self.template,
+            self.variables,
+            add_generation_prompt=add_generation_prompt,
+            tools=self.tools,
+        )
 
 
 def _locate(
-    messages: list[dict[str, Any]],
-    graded: list[int],
-    template: str,
-    tokenizer: Any,
-    tools: Sequence[Mapping[str, Any]] | None,
+    adapted: list[dict[str, Any]], graded: list[int], traits: TemplateTraits, render: _Renderer
 ) -> list[_Turn]:
     """Each graded turn's own rendering and spans; the whole conversation comes last."""
-    traits = probe_template(template, tokenizer)
+    messages = template_messages(adapted)
     last = len(messages) - 1
     full_ups = [i + 1 for i in graded if i < last] + [len(messages)]
     placeholders = [
-        [*messages[:i], _placeholder_turn(messages[i], traits.content_parts)]
+        [*messages[:i], *template_messages([_placeholder_turn(messages[i], traits.content_parts)])]
         for i in graded
         if traits.ignores_generation_prompt and not traits.markers
     ]
-    texts, generations = render_with_generation(
-        [messages[:n] for n in full_ups] + placeholders, template, tokenizer, tools=tools
-    )
+    texts, generations = render([messages[:n] for n in full_ups] + placeholders)
     rendered = dict(zip(full_ups, texts, strict=False))
     marked = dict(zip(full_ups, generations, strict=False))
     shaped = dict(zip(graded, texts[len(full_ups) :], strict=False))
-    prompts = _render([messages[:i] for i in graded], template, tokenizer, tools, True)
+    prompts = render([messages[:i] for i in graded], add_generation_prompt=True)[0]
     ends = _turn_ends(rendered, graded, traits.trailer)
     turns = []
     for i, prompt, end in zip(graded, prompts, ends, strict=True):
