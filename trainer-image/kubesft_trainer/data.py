@@ -11,10 +11,14 @@ the union over ranks of one optimizer step is the same whatever W is.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,12 @@ from kubesft.api.job import Training
 from kubesft_trainer.collate import PackedBatch, PaddedBatch, collate_packed, collate_padded
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.formats import SOURCE_ROW
-from kubesft_trainer.masking import TokenizedExample, tokenize_examples
+from kubesft_trainer.masking import (
+    TokenizedExample,
+    encode_rendered,
+    render_examples,
+    tokenize_examples,
+)
 from kubesft_trainer.packing import pack_examples
 
 log = logging.getLogger(__name__)
@@ -33,6 +42,8 @@ Batch = PackedBatch | PaddedBatch
 
 TOKENIZE_BATCH = 1000
 """Rows per batched tokenizer call: large enough to spread over cores, small in memory."""
+ENCODE_AHEAD = 2
+"""Rendered chunks that may wait for the encoder thread (see `_tokenize_chunks`)."""
 
 
 @dataclass(frozen=True)
@@ -150,13 +161,9 @@ def tokenize_split(
     """
     options = _masking_options(training, chat_template)
     kept, lengths, truncated, dropped, expanded, added = [], [], 0, 0, 0, 0
-    for start in range(0, len(rows), TOKENIZE_BATCH):
-        chunk = rows[start : start + TOKENIZE_BATCH]
-        try:
-            per_row = tokenize_examples(chunk, tokenizer, **options)
-        except ValueError:
-            _raise_for_first_bad_row(chunk, start, tokenizer, options, name)
-            raise
+    with _full_collections_paused():
+        per_chunk = _tokenize_chunks(rows, tokenizer, options, name)
+    for per_row in per_chunk:
         for examples in per_row:
             if len(examples) > 1:
                 expanded += 1
@@ -189,6 +196,59 @@ def tokenize_split(
     )
 
 
+def _tokenize_chunks(
+    rows: Sequence[dict[str, Any]], tokenizer: Any, options: dict[str, Any], name: str
+) -> list[list[list[TokenizedExample]]]:
+    """`tokenize_examples` of each chunk of `TOKENIZE_BATCH` rows, in order.
+
+    This thread renders chunk k + 1 while a second one encodes chunk k: rendering is
+    Python, which holds the interpreter lock, and the batched Rust tokenizer call releases
+    it, so the two run on separate cores instead of one after the other. At most
+    `ENCODE_AHEAD` rendered chunks wait for the encoder, so memory stays bounded.
+    """
+    done: list[list[list[TokenizedExample]]] = []
+    pending: deque[tuple[int, Future[list[list[TokenizedExample]]]]] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubesft-encode") as encoder:
+        for start in range(0, len(rows), TOKENIZE_BATCH):
+            try:
+                rendered = render_examples(
+                    rows[start : start + TOKENIZE_BATCH], tokenizer, **options
+                )
+            except ValueError:
+                _raise_for_first_bad_row(rows, start, pending, tokenizer, options, name)
+                raise
+            pending.append((start, encoder.submit(encode_rendered, rendered, tokenizer)))
+            # Young objects only: what the chunk left behind, never the whole heap (see below).
+            gc.collect(1)
+            while len(pending) > ENCODE_AHEAD or (pending and start + TOKENIZE_BATCH >= len(rows)):
+                chunk_start, future = pending.popleft()
+                try:
+                    done.append(future.result())
+                except ValueError:
+                    _raise_for_first_bad_row(rows, chunk_start, pending, tokenizer, options, name)
+                    raise
+    return done
+
+
+@contextmanager
+def _full_collections_paused() -> Iterator[None]:
+    """Python's automatic garbage collection paused while a split is tokenized.
+
+    Tokenizing builds a few long-lived lists per example and no reference cycles, yet
+    CPython's automatic collector walks every object the process holds (torch,
+    transformers, the rows, all examples so far) each time enough new objects survive:
+    about a tenth of preparation time on ChatML. `_tokenize_chunk` collects the young
+    generations itself, so garbage a chat template might leave in cycles stays bounded.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _masking_options(training: Training, chat_template: str) -> dict[str, Any]:
     return {
         "loss_on": training.loss_on,
@@ -198,9 +258,20 @@ def _masking_options(training: Training, chat_template: str) -> dict[str, Any]:
 
 
 def _raise_for_first_bad_row(
-    rows: Sequence[dict[str, Any]], start: int, tokenizer: Any, options: dict[str, Any], name: str
+    rows: Sequence[dict[str, Any]],
+    start: int,
+    pending: Iterable[tuple[int, Future[Any]]],
+    tokenizer: Any,
+    options: dict[str, Any],
+    name: str,
 ) -> None:
-    for number, row in enumerate(rows, start=start + 1):
+    """UserError naming the first bad row of the chunk at `start`, once the encoder is idle
+    (one tokenizer is not used from two threads)."""
+    futures = [future for _, future in pending]
+    for future in futures:
+        future.cancel()
+    wait(futures)
+    for number, row in enumerate(rows[start : start + TOKENIZE_BATCH], start=start + 1):
         try:
             tokenize_examples([row], tokenizer, **options)
         except ValueError as err:
