@@ -12,7 +12,9 @@ with the same tokenizer and the same ChatML rendering:
   marks the same characters kubesft grades; the fidelity check counts identical examples.
 
 The rows go through in chunks, alternating which side goes first, so a busy machine
-slows both alike. Reported: examples/s (wall clock and per CPU-second), the share of
+slows both alike; a full garbage collection runs, untimed, before each side's turn, so
+neither pays for collections the other's objects (kubesft's examples, TRL's datasets)
+would trigger. Reported: examples/s (wall clock and per CPU-second), the share of
 real tokens in kubesft's bins, TRL's bins and in batches padded to their longest
 example. Results go to `bench/results/data_prep.json` and `data_prep.png`.
 
@@ -21,6 +23,7 @@ example. Results go to `bench/results/data_prep.json` and `data_prep.png`.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import statistics
@@ -148,6 +151,8 @@ def benchmark(work: Path, settings: Settings, results: Path) -> str:
             chunk_rates["trl"].append(len(chunk) / (theirs.wall - before))
 
         for side in (kubesft_chunk, trl_chunk) if number % 2 == 0 else (trl_chunk, kubesft_chunk):
+            # Untimed: neither side pays for collections that objects the other left caused.
+            gc.collect()
             side()
         print(f"chunk {number + 1}/{len(chunks)}", flush=True)
     before_packing = ours.wall

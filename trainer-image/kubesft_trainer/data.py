@@ -30,8 +30,10 @@ from kubesft_trainer.collate import PackedBatch, PaddedBatch, collate_packed, co
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.formats import SOURCE_ROW
 from kubesft_trainer.masking import (
+    EncodedExamples,
     TokenizedExample,
     encode_rendered,
+    label_encoded,
     render_examples,
     tokenize_examples,
 )
@@ -201,13 +203,14 @@ def _tokenize_chunks(
 ) -> list[list[list[TokenizedExample]]]:
     """`tokenize_examples` of each chunk of `TOKENIZE_BATCH` rows, in order.
 
-    This thread renders chunk k + 1 while a second one encodes chunk k: rendering is
-    Python, which holds the interpreter lock, and the batched Rust tokenizer call releases
-    it, so the two run on separate cores instead of one after the other. At most
-    `ENCODE_AHEAD` rendered chunks wait for the encoder, so memory stays bounded.
+    This thread renders chunk k + 1 (and labels chunk k) while a second one encodes chunk
+    k: rendering and labelling are Python, which holds the interpreter lock, and the
+    batched Rust tokenizer call releases it, so the two run on separate cores instead of
+    one after the other. At most `ENCODE_AHEAD` rendered chunks wait for the encoder, so
+    memory stays bounded.
     """
     done: list[list[list[TokenizedExample]]] = []
-    pending: deque[tuple[int, Future[list[list[TokenizedExample]]]]] = deque()
+    pending: deque[tuple[int, Future[EncodedExamples]]] = deque()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubesft-encode") as encoder:
         for start in range(0, len(rows), TOKENIZE_BATCH):
             try:
@@ -223,7 +226,7 @@ def _tokenize_chunks(
             while len(pending) > ENCODE_AHEAD or (pending and start + TOKENIZE_BATCH >= len(rows)):
                 chunk_start, future = pending.popleft()
                 try:
-                    done.append(future.result())
+                    done.append(label_encoded(future.result()))
                 except ValueError:
                     _raise_for_first_bad_row(rows, chunk_start, pending, tokenizer, options, name)
                     raise

@@ -98,14 +98,14 @@ def tokenize_examples(
         max_seq_length=max_seq_length,
         chat_template=chat_template,
     )
-    return encode_rendered(rendered, tokenizer)
+    return label_encoded(encode_rendered(rendered, tokenizer))
 
 
 @dataclass(frozen=True)
 class RenderedExamples:
     """Examples up to the tokenizer: chat texts rendered with their graded spans, the
-    others as given. `render_examples` never calls the tokenizer and `encode_rendered`
-    never renders, so one thread can render the next rows while another encodes."""
+    others as given. Only `encode_rendered` calls the tokenizer, and it runs no other
+    Python to speak of, so one thread can render and label while another encodes."""
 
     count: int
     chats: list[tuple[int, GradedText]]
@@ -157,28 +157,45 @@ def render_examples(
     return RenderedExamples(len(examples), chats, others, loss_on, max_seq_length)
 
 
-def encode_rendered(rendered: RenderedExamples, tokenizer: Any) -> list[list[TokenizedExample]]:
-    """The second half of `tokenize_examples`: tokenize, label and truncate.
+@dataclass(frozen=True)
+class EncodedExamples:
+    """`RenderedExamples` with their token ids (and offsets) and no labels yet."""
+
+    rendered: RenderedExamples
+    chats: list[tuple[list[int], Sequence[Span]]]
+    """Ids and character offsets of each chat text, in the order of `rendered.chats`."""
+    others: dict[int, tuple[list[int], list[int]]]
+    """Ids and labels of the other examples, by index."""
+
+
+def encode_rendered(rendered: RenderedExamples, tokenizer: Any) -> EncodedExamples:
+    """The second step of `tokenize_examples`: every tokenizer call, chats in one batch.
 
     Raises ValueError for a tokenizer without offsets (chats) or an eos (prompt/completion,
     text).
     """
-    tokenized: dict[int, list[tuple[list[int], list[int]]]] = {}  # index -> (ids, labels)s
+    others: dict[int, tuple[list[int], list[int]]] = {}
     for index, example in rendered.others.items():
         if "prompt" in example and "completion" in example:
             prompt, completion = str(example["prompt"]), str(example["completion"])
-            pair = _tokenize_prompt_completion(prompt, completion, tokenizer, rendered.loss_on)
-            tokenized[index] = [pair]
+            others[index] = _tokenize_prompt_completion(
+                prompt, completion, tokenizer, rendered.loss_on
+            )
         else:
             raw = str(example["text"])
             ids = _bos_ids(tokenizer) + _encode(tokenizer, raw) + [_eos_id(tokenizer)]
-            tokenized[index] = [(ids, list(ids))]
-    if rendered.chats:
-        encodings = encode_with_offsets(tokenizer, [text.text for _, text in rendered.chats])
-        for (index, text), (ids, offsets) in zip(rendered.chats, encodings, strict=True):
-            tokenized.setdefault(index, []).append(
-                (ids, labels_from_spans(ids, offsets, text.spans))
-            )
+            others[index] = (ids, list(ids))
+    texts = [text.text for _, text in rendered.chats]
+    chats = encode_with_offsets(tokenizer, texts) if texts else []
+    return EncodedExamples(rendered, chats, others)
+
+
+def label_encoded(encoded: EncodedExamples) -> list[list[TokenizedExample]]:
+    """The last step of `tokenize_examples`: labels from the graded spans, truncation."""
+    rendered = encoded.rendered
+    tokenized = {index: [pair] for index, pair in encoded.others.items()}
+    for (index, text), (ids, offsets) in zip(rendered.chats, encoded.chats, strict=True):
+        tokenized.setdefault(index, []).append((ids, labels_from_spans(ids, offsets, text.spans)))
     return [
         [_truncate(ids, labels, rendered.max_seq_length) for ids, labels in tokenized[index]]
         for index in range(rendered.count)
