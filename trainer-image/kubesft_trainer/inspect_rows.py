@@ -18,10 +18,10 @@ from kubesft_trainer.masking import (
     IGNORE_INDEX,
     LossOn,
     conversation_of,
-    encode_with_offsets,
     labels_from_spans,
 )
 from kubesft_trainer.normalize import normalize_row
+from kubesft_trainer.offsets import encode_with_offsets
 from kubesft_trainer.turns import GradedText, render_graded
 
 DETECT_ROWS = 100

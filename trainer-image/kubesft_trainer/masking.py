@@ -15,8 +15,9 @@ import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Literal, overload
+from typing import Any, Literal
 
+from kubesft_trainer.offsets import encode_with_offsets
 from kubesft_trainer.turns import GradedText, render_graded
 
 IGNORE_INDEX = -100
@@ -243,56 +244,6 @@ def _tokenize_prompt_completion(
     completion_ids = [*_encode(tokenizer, completion), _eos_id(tokenizer)]
     prompt_labels = list(prompt_ids) if loss_on == "all" else [IGNORE_INDEX] * len(prompt_ids)
     return prompt_ids + completion_ids, prompt_labels + list(completion_ids)
-
-
-def encode_with_offsets(tokenizer: Any, texts: list[str]) -> list[tuple[list[int], Sequence[Span]]]:
-    """Token ids and character offsets of each text, from one tokenizer call.
-
-    The offsets are read from the tokenizer's own (Rust) encodings when asked for: masking
-    reads a few per graded span, and converting every token's pair to Python, as
-    `return_offsets_mapping` does, was about a tenth of data preparation.
-    """
-    encoding = tokenizer(
-        texts,
-        add_special_tokens=False,
-        return_attention_mask=False,
-        return_token_type_ids=False,
-    )
-    encodings = getattr(encoding, "encodings", None)
-    if encodings is None:
-        raise ValueError(
-            "masking chat examples needs a tokenizer that returns offsets (a fast tokenizer); "
-            f"{type(tokenizer).__name__} does not"
-        )
-    return [
-        (ids, _Offsets(encoded))
-        for ids, encoded in zip(encoding["input_ids"], encodings, strict=True)
-    ]
-
-
-class _Offsets(Sequence[Span]):
-    """(start, end) characters of each token of one `tokenizers.Encoding`, read on demand."""
-
-    def __init__(self, encoding: Any) -> None:
-        self._encoding = encoding
-        self._length = len(encoding)
-
-    def __len__(self) -> int:
-        return self._length
-
-    @overload
-    def __getitem__(self, index: int) -> Span: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Span]: ...
-
-    def __getitem__(self, index: int | slice) -> Span | list[Span]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._length))]
-        if not -self._length <= index < self._length:
-            raise IndexError(index)
-        start, end = self._encoding.token_to_chars(index % self._length)
-        return int(start), int(end)
 
 
 def _check_messages(messages: Sequence[Mapping[str, Any]]) -> None:
