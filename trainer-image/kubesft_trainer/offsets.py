@@ -5,16 +5,17 @@ costs the Rust tokenizer about a quarter of its time, and masking only looks up 
 tokens at each graded span's edges, so for the tokenizers where offsets follow from the
 ids alone they are computed from the ids instead:
 
-- byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM: every token is a fixed byte string, added
-  tokens are their content) with no normalizer, no prefix space, no offset trimming, no
-  byte fallback and no added token that swallows whitespace, whose tokens therefore tile
-  the text: token t covers [c_t, c_t + length_t) where c_t is the sum of the lengths
-  before it;
+- a transformers fast tokenizer whose class adds nothing to the Rust tokenizer's call,
+  which is byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM: every token is a fixed byte
+  string, added tokens are their content) with no normalizer, no prefix space, no
+  offset trimming, no byte fallback and no added token that swallows whitespace, whose
+  tokens therefore tile the text: token t covers [c_t, c_t + length_t) where c_t is the
+  sum of the lengths before it;
 - and a text that is ASCII (bytes are characters) and whose token lengths add up to its
   length (checked per text).
 
 Anything else, a text or a tokenizer, goes through the tokenizer's offsets, so the ids and
-labels are the same either way (tests/trainer/test_masking.py compares both).
+labels are the same either way (tests/trainer/test_offsets.py compares both).
 """
 
 from __future__ import annotations
@@ -147,6 +148,8 @@ def _tiles_text(tokenizer: Any, backend: Any) -> bool:
     """Whether the tokenizer's tokens tile an ASCII text with their vocabulary lengths."""
     from tokenizers import models, pre_tokenizers, processors
 
+    if not _plain_fast_tokenizer(tokenizer):
+        return False
     if not hasattr(backend, "encode_batch_fast") or backend.normalizer is not None:
         return False
     if backend.truncation is not None or backend.padding is not None:
@@ -173,6 +176,23 @@ def _tiles_text(tokenizer: Any, backend: Any) -> bool:
             return False
     added = backend.get_added_tokens_decoder().values()
     return not any(token.lstrip or token.rstrip for token in added)
+
+
+def _plain_fast_tokenizer(tokenizer: Any) -> bool:
+    """A transformers fast tokenizer that encodes through the Rust tokenizer as it is: no
+    class of its own that changes the text or the call (CodeLlama, LayoutLM, ...)."""
+    from transformers import PreTrainedTokenizerFast
+
+    if not isinstance(tokenizer, PreTrainedTokenizerFast):
+        return False
+    names = (
+        *("__call__", "_call_one", "_encode_plus", "_batch_encode_plus", "encode_plus"),
+        *("batch_encode_plus", "prepare_for_tokenization", "tokenize"),
+    )
+    return all(
+        getattr(type(tokenizer), name, None) is getattr(PreTrainedTokenizerFast, name, None)
+        for name in names
+    )
 
 
 def _members(step: Any, sequence: type[Any]) -> list[Any]:
