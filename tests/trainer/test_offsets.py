@@ -8,6 +8,7 @@ import pytest
 from tokenizers import Regex, pre_tokenizers, processors
 
 from kubesft_trainer import offsets
+from kubesft_trainer.masking import labels_from_spans
 from tests.support.tiny_model import build_tiny_tokenizer
 
 # Llama 3's pre-tokenizer: a regex split, then byte-level without its own regex.
@@ -77,3 +78,19 @@ def test_added_vocabulary_is_seen() -> None:
     expected = built(text, add_special_tokens=False, return_offsets_mapping=True)
     assert ids == expected["input_ids"]
     assert list(spans) == [tuple(span) for span in expected["offset_mapping"]]
+
+
+def test_labels_from_either_offsets_agree() -> None:
+    """The binary search over tiling token starts grades what the tokenizer's offsets do,
+    spans at every kind of edge (inside a token, between tokens, past the end) included."""
+    built = tokenizer("byte_level")
+    samples = [text for text in texts() if text.isascii() and text]
+    rng = random.Random(1)
+    computed = offsets.encode_with_offsets(built, samples)
+    own = offsets._tokenizer_offsets(built, samples)
+    for text, (ids, tiling), (own_ids, own_offsets) in zip(samples, computed, own, strict=True):
+        assert ids == own_ids
+        for _ in range(5):
+            start = rng.randrange(len(text) + 1)
+            span = [(start, rng.randrange(start, len(text) + 2))]
+            assert labels_from_spans(ids, tiling, span) == labels_from_spans(ids, own_offsets, span)

@@ -11,13 +11,11 @@ example, so both give identical ids and labels.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any, Literal
 
-from kubesft_trainer.offsets import encode_with_offsets
+from kubesft_trainer.offsets import encode_with_offsets, token_range
 from kubesft_trainer.turns import GradedText, render_graded
 
 IGNORE_INDEX = -100
@@ -25,7 +23,6 @@ LossOn = Literal["assistant", "completion", "all"]
 LOSS_ON = ("assistant", "completion", "all")
 
 Span = tuple[int, int]
-_start, _end = itemgetter(0), itemgetter(1)
 
 
 @dataclass(frozen=True)
@@ -265,15 +262,12 @@ def labels_from_spans(
     """Grade each token whose character range overlaps a graded span; the rest get -100.
 
     Overlap is strict, so zero-width offsets (whitespace trimmed by some byte-level
-    tokenizers) at a span's edge stay with the neighbouring ungraded text. Token offsets
-    run forward through the text (starts and ends never decrease), so the tokens that
-    overlap a span are the run from the first ending after its start to the last starting
-    before its end: two binary searches per span, whatever its length.
+    tokenizers) at a span's edge stay with the neighbouring ungraded text. The tokens of a
+    span are found by two binary searches (`offsets.token_range`), whatever its length.
     """
     labels = [IGNORE_INDEX] * len(ids)
     for span_start, span_end in spans:
-        first = bisect.bisect_right(offsets, span_start, key=_end)
-        last = bisect.bisect_left(offsets, span_end, key=_start)
+        first, last = token_range(offsets, span_start, span_end)
         if last > first:
             labels[first:last] = ids[first:last]
     return labels

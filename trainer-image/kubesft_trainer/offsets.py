@@ -20,13 +20,16 @@ labels are the same either way (tests/trainer/test_offsets.py compares both).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import weakref
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any, overload
 
 Span = tuple[int, int]
+_start, _end = itemgetter(0), itemgetter(1)
 
 _LENGTHS: weakref.WeakKeyDictionary[Any, tuple[int, list[int]]] = weakref.WeakKeyDictionary()
 """Per tokenizer: (its vocabulary size, the length of each token id) (see `_token_lengths`)."""
@@ -77,6 +80,23 @@ def _tokenizer_offsets(tokenizer: Any, texts: list[str]) -> list[tuple[list[int]
     ]
 
 
+def token_range(offsets: Sequence[Span], start: int, end: int) -> tuple[int, int]:
+    """(first, last): the tokens first..last-1 are those whose offsets overlap [start, end).
+
+    Offsets run forward through the text (starts and ends never decrease), so that is the
+    run from the first token ending after `start` to the last starting before `end`: two
+    binary searches, over the token starts themselves where they tile the text.
+    """
+    if isinstance(offsets, _Tiling):
+        starts = offsets.starts
+        return bisect.bisect_right(starts, start) - 1, min(
+            bisect.bisect_left(starts, end), len(offsets)
+        )
+    return bisect.bisect_right(offsets, start, key=_end), bisect.bisect_left(
+        offsets, end, key=_start
+    )
+
+
 class _Offsets(Sequence[Span]):
     """(start, end) characters of each token; subclasses say where they come from."""
 
@@ -118,11 +138,11 @@ class _Tiling(_Offsets):
     """Offsets of tokens that tile the text: `starts` holds each token's start, then the end."""
 
     def __init__(self, starts: list[int]) -> None:
-        self._starts = starts
+        self.starts = starts
         self._length = len(starts) - 1
 
     def _span(self, index: int) -> Span:
-        return self._starts[index], self._starts[index + 1]
+        return self.starts[index], self.starts[index + 1]
 
 
 def _token_lengths(tokenizer: Any) -> list[int] | None:
