@@ -12,7 +12,7 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,9 @@ def sentence(rng: random.Random, low: int, high: int) -> str:
     return " ".join(rng.choices(WORDS, k=rng.randint(low, high)))
 
 
-def write_prepared_dataset(directory: Path, train: int = 16, evals: int = 4) -> Path:
+def write_prepared_dataset(directory: Path, train: int = 16, evals: int = 4, seed: int = 0) -> Path:
     """train.jsonl and eval.jsonl of chat examples of varied lengths, as `prepare` writes."""
-    rng = random.Random(0)
+    rng = random.Random(seed)
     directory.mkdir(parents=True, exist_ok=True)
     for name, count in (("train", train), ("eval", evals)):
         with (directory / f"{name}.jsonl").open("w", encoding="utf-8") as fh:
@@ -39,6 +39,18 @@ def write_prepared_dataset(directory: Path, train: int = 16, evals: int = 4) -> 
                     {"role": "assistant", "content": sentence(rng, 1, 10)},
                 ]
                 fh.write(json.dumps({"messages": messages}) + "\n")
+    return directory
+
+
+def write_text_dataset(
+    directory: Path, train: int, evals: int, seed: int = 1, words: Sequence[str] = WORDS
+) -> Path:
+    """Prepared `format: text` rows (general text, as replay or a retention set)."""
+    rng = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, count in (("train", train), ("eval", evals)):
+        rows = [{"text": " ".join(rng.choices(words, k=rng.randint(8, 20)))} for _ in range(count)]
+        (directory / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return directory
 
 

@@ -16,19 +16,14 @@ from kubesft_trainer.chat_template import load_builtin_template
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.masking import IGNORE_INDEX, TokenizedExample
 from kubesft_trainer.members import load_retention, load_run_data
-from tests.support.sft_run import BASE_SPEC, sentence, write_prepared_dataset
+from tests.support.sft_run import (
+    BASE_SPEC,
+    sentence,
+    write_prepared_dataset,
+    write_text_dataset,
+)
 
 CHATML = load_builtin_template("chatml")
-
-
-def write_text_dataset(directory: Path, train: int, evals: int, seed: int = 1) -> Path:
-    """Prepared `format: text` rows (replay of general text), as `prepare` writes them."""
-    rng = random.Random(seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, count in (("train", train), ("eval", evals)):
-        rows = [{"text": sentence(rng, 8, 20)} for _ in range(count)]
-        (directory / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return directory
 
 
 def write_long_prompts(directory: Path) -> Path:
