@@ -158,3 +158,29 @@ def test_retention_early_stop_ends_the_run_on_forgetting(
     stopped = final["progress"]["step"]
     assert stopped < 12 and final["retention"]["step"] == stopped
     assert final["retention"]["relativeChange"] > 0.2
+
+
+def test_two_ranks_score_each_dataset_like_one_process(
+    digits_base: Path, tmp_path: Path, folders: dict[str, Path]
+) -> None:
+    """Each rank scores its share of every member and of the retention set; the reduced sums
+    are those of one process (the sets are reduced together, in one call)."""
+    scored = {}
+    for ranks, accumulation in ((2, 1), (1, 2)):
+        out = tmp_path / f"ranks-{ranks}"
+        sections = {
+            "training": {"maxSteps": 2, "gradientAccumulation": accumulation},
+            "evaluation": {"everySteps": 2, "samples": 0},
+        }
+        config = mixture_config(digits_base, folders, out, **sections)
+        result = run_trainer(config, nproc=ranks, GLOO_SOCKET_IFNAME="lo")
+        assert result.returncode == 0, result.stderr[-3000:]
+        records = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+        scored[ranks] = [r for r in records if r["type"] == "eval"]
+    for one, two in zip(scored[1], scored[2], strict=True):
+        assert one["step"] == two["step"]
+        for name, values in one["datasets"].items():
+            assert two["datasets"][name]["tokens"] == values["tokens"]
+            assert two["datasets"][name]["evalLoss"] == pytest.approx(values["evalLoss"], abs=1e-4)
+        assert two["retention"]["tokens"] == one["retention"]["tokens"]
+        assert two["retention"]["loss"] == pytest.approx(one["retention"]["loss"], abs=1e-4)
