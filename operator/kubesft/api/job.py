@@ -220,7 +220,8 @@ class Evaluation(APIModel):
     """Eval prompts answered greedily before and after training."""
     max_new_tokens: int = Field(default=128, ge=1, le=8192)
     max_examples: int | None = Field(default=None, gt=0)
-    """Cap on eval examples per evaluation."""
+    """Cap on eval examples per evaluation: the first N of the eval split, of each member's
+    eval split for spec.datasets, and of the retention set."""
     overfitting_patience: int = Field(default=3, ge=1, le=100)
     """Consecutive evaluations whose eval loss rose, while the train loss fell, that set the
     Overfitting condition."""
