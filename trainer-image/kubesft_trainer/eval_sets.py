@@ -37,10 +37,9 @@ class EvalSet:
     batches: Callable[[], Iterable[Batch]]
 
 
-def build_eval_set(
-    named: NamedSplit, spec: SFTJobSpec, pad_id: int, *, rank: int, world_size: int
-) -> EvalSet:
+def build_eval_set(named: NamedSplit, spec: SFTJobSpec, pad_id: int, accelerator: Any) -> EvalSet:
     """This rank's batches of `named`, at most `spec.evaluation.maxExamples` examples."""
+    rank, world_size = accelerator.process_index, accelerator.num_processes
 
     def batches() -> Iterable[Batch]:
         return data.eval_batches(

@@ -45,7 +45,7 @@ from kubesft_trainer import (
 from kubesft_trainer.checkpoint import Progress
 from kubesft_trainer.config import HALF_DTYPES, Precision, RunPlan, plan_run, resolve_precision
 from kubesft_trainer.data import DataPosition, MicroBatchPlan
-from kubesft_trainer.eval_sets import EvalSet, build_eval_set
+from kubesft_trainer.eval_sets import build_eval_set
 from kubesft_trainer.held_out import describe_score, held_out_score
 from kubesft_trainer.kube_status import KubeStatusSink
 from kubesft_trainer.loop import (
@@ -195,15 +195,8 @@ def build_session(
     scheduler = build_scheduler(optimizer, spec, inputs.plan)
     if not sharding.is_sharded(model):  # DDP (and autocast) by accelerate
         model, optimizer = accelerator.prepare(model, optimizer)
-    pad_id, rank, world_size = (
-        inputs.tokenizer.pad_token_id,
-        accelerator.process_index,
-        accelerator.num_processes,
-    )
-
-    def eval_set(named: NamedSplit) -> EvalSet:
-        return build_eval_set(named, spec, pad_id, rank=rank, world_size=world_size)
-
+    pad_id = inputs.tokenizer.pad_token_id
+    retention = inputs.retention
     return Session(
         spec=spec,
         plan=inputs.plan,
@@ -214,10 +207,10 @@ def build_session(
         attn_implementation=loaded.attn_implementation,
         train_examples=inputs.data.train.examples,
         micro_batches=inputs.micro_batches,
-        eval_sets=[eval_set(named) for named in inputs.data.evals],
-        pad_id=inputs.tokenizer.pad_token_id,
+        eval_sets=[build_eval_set(n, spec, pad_id, accelerator) for n in inputs.data.evals],
+        pad_id=pad_id,
         output_dir=Path(config.runtime.output_dir),
-        retention=eval_set(inputs.retention) if inputs.retention is not None else None,
+        retention=build_eval_set(retention, spec, pad_id, accelerator) if retention else None,
         by_dataset=inputs.data.mixture is not None,
     )
 
