@@ -18,7 +18,7 @@ from kubesft_trainer.evaluate import EvalResult
 from kubesft_trainer.report import Reporter, last_step, read_metrics
 from kubesft_trainer.results import evaluation_status, write_eval_json
 from kubesft_trainer.sinks import FileSink, MetricsRecord, RateLimitedSink
-from kubesft_trainer.termination import write_termination_message
+from kubesft_trainer.termination import fit_termination_message, write_termination_message
 from kubesft_trainer.tracking.base import scalars
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -395,3 +395,24 @@ def test_mixture_plan_goes_out_before_the_first_step_and_eval_per_dataset_is_rep
     resumed = Reporter(tmp_path, ListSink(), resume_step=4)
     assert resumed.report().retention == RetentionStatus.model_validate(report["retention"])
     assert resumed.report().metrics.eval_by_dataset[1].eval_loss == 2.5
+
+
+def test_a_big_mixture_keeps_its_plan_and_latest_eval_per_dataset_in_4096_bytes() -> None:
+    names = [f"task-{i:02d}-with-a-long-descriptive-name" for i in range(16)]
+    evals = [{"name": n, "evalLoss": 1.234567, "tokens": 123456} for n in names]
+    summary = big_summary_fields(samples=4, checkpoints=3)
+    summary["metrics"]["evalByDataset"] = evals
+    summary["evaluation"]["byDataset"] = evals
+    summary["mixture"] = [
+        {"name": n, "weight": 0.0625, "examples": 12345, "examplesPerEpoch": 12345,
+         "tokensPerEpoch": 1234567, "repeats": 1.0}
+        for n in names
+    ]  # fmt: skip
+    summary["retention"] = {"name": "general", "lossBefore": 2.0, "loss": 2.2, "step": 9}
+    text = fit_termination_message(TrainerTermination.model_validate(summary))
+    assert len(text.encode()) <= 4096
+    message = json.loads(text)
+    assert "byDataset" not in message["evaluation"] and message["evaluation"]["evalLoss"] == 1.0
+    assert message["metrics"]["evalByDataset"] == evals
+    assert [entry["name"] for entry in message["mixture"]] == names
+    assert message["retention"]["loss"] == 2.2
