@@ -14,6 +14,7 @@ from kubesft.api import SFT_DATASET, SFT_JOB, InvalidSpec
 from kubesft.api.job_status import is_finished
 from kubesft.operator import names
 from kubesft.operator.config import OperatorConfig
+from kubesft.operator.dataset_readiness import names_read
 from kubesft.operator.dataset_source import follows_source
 from kubesft.operator.kube import Kube, now_rfc3339
 from kubesft.operator.metrics import RECONCILE_SECONDS, RECONCILES, PhaseBook
@@ -197,14 +198,15 @@ class Reconciler:
         self.owner_changed(namespace, labels)
 
     def jobs_using(self, namespace: str, dataset: str) -> None:
-        """A dataset changed: its waiting SFTJobs may move on."""
+        """A dataset changed: the waiting SFTJobs that read it (a member or the retention
+        set) may move on."""
         for obj in self.kube.list_custom(SFT_JOB.plural, namespace):
             waiting = (obj.get("status") or {}).get("phase") in (
                 None,
                 "Pending",
                 "WaitingForDataset",
             )
-            if obj.get("spec", {}).get("dataset", {}).get("name") == dataset and waiting:
+            if waiting and dataset in names_read(obj):
                 self.enqueue(SFT_JOB.kind, namespace, obj["metadata"]["name"])
 
     def _stale(self, kind: str, obj: dict[str, Any], now: float) -> bool:

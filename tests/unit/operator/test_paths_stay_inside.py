@@ -49,9 +49,9 @@ def test_prepared_data_is_mounted_by_subpath_at_its_own_path() -> None:
     (data,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "data"]
     assert data == {
         "name": "data",
-        "mountPath": f"/data/{loc.path}",
+        "mountPath": f"/data/{loc.claim_name}/{loc.path}",
         "readOnly": True,
         "subPath": loc.path,
     }
     cfg = build_trainer.trainer_config(job(), inputs())
-    assert cfg.runtime.dataset_dir == data["mountPath"]
+    assert cfg.runtime.datasets[0].dir == data["mountPath"]
