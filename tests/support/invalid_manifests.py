@@ -471,7 +471,7 @@ CASES: list[InvalidCase] = [
         J,
         {"spec.evaluation.retention": {"threshold": 0.2}},
         "spec.evaluation.retention.name",
-    ),  # fmt: skip
+    ),
     InvalidCase(
         "retention-trained-on",
         J,
@@ -496,7 +496,7 @@ CASES: list[InvalidCase] = [
     ),
     InvalidCase(
         "mix-by-without-mixture", J, {"spec.training.mixBy": "tokens"}, "spec.training.mixBy"
-    ),  # fmt: skip
+    ),
     # Names that cannot make valid children: the multi-node Service must be a DNS-1035 label.
     InvalidCase(
         "multi-node-dotted-name",

