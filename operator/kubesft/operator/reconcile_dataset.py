@@ -88,7 +88,7 @@ def generations_in_use(kube: Kube, dataset: SFTDataset, config: OperatorConfig) 
     ns, name = dataset.metadata.namespace or "", dataset.metadata.name or ""
     base = dataset.spec.storage.path if dataset.spec.storage else ""
     stem = names.dataset_stem(name, base)
-    claim = build_dataset.storage(dataset, config, "").claim_name
+    claim = build_dataset.data_claim(dataset, config)
     # build_trainer.dataset_dir; the second: trainers created before mixtures
     prefixes = (f"{DATA_DIR}/{claim}/{stem}/", f"{DATA_DIR}/{stem}/")
     keys = []
