@@ -55,3 +55,21 @@ def test_prepared_data_is_mounted_by_subpath_at_its_own_path() -> None:
     }
     cfg = build_trainer.trainer_config(job(), inputs())
     assert cfg.runtime.datasets[0].dir == data["mountPath"]
+
+
+@pytest.mark.parametrize("path", ESCAPING)
+def test_no_mixture_member_or_retention_set_mounts_outside_its_claim(path: str) -> None:
+    """Every dataset a job reads goes through the same check, whichever its place."""
+    members = [{"name": "chat"}, {"name": "code"}]
+    sft = job(dataset=None, datasets=members, evaluation={"retention": {"name": "held"}})
+    good = PVCLocation(claim_name="kubesft-data", path="datasets/x/g1")
+    bad = PVCLocation.model_construct(claim_name="kubesft-data", path=path)  # unvalidated
+    for place in ("member", "retention"):
+        chat = build_trainer.DatasetInput("chat", good, None)
+        code = build_trainer.DatasetInput("code", bad if place == "member" else good, None)
+        held = build_trainer.DatasetInput("held", bad if place == "retention" else good, None)
+        inputs_ = build_trainer.TrainerInputs((chat, code), inputs().config, held)
+        with pytest.raises(ValueError, match="leaves its volume"):
+            build_trainer.build_config_map(sft, inputs_)
+        with pytest.raises(ValueError, match="leaves its volume"):
+            build_trainer.build_job(sft, inputs_)
