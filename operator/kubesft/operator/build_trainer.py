@@ -1,15 +1,11 @@
-"""Pure builders: an SFTJob (plus its datasets' locations) → the trainer's child objects."""
+"""Pure builders: an SFTJob (plus its datasets, `trainer_data`) → the trainer's child objects."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from kubesft.api import SFTDataset, SFTJob, TrainerConfig, TrainerRuntime
-from kubesft.api.base import PVCLocation
-from kubesft.api.runtime import TrainerDataset
+from kubesft.api import SFTJob, TrainerConfig, TrainerRuntime
 from kubesft.operator import names
 from kubesft.operator.config import OperatorConfig
 from kubesft.operator.owner import child_metadata, owner_reference
@@ -22,66 +18,21 @@ from kubesft.operator.pod_parts import (
     env_field,
     env_secret,
     env_value,
-    inside_volume,
     join,
     mlflow_env,
     mount,
-    parse_location,
     pod_failure_policy,
     pvc_volume,
     resources,
 )
 from kubesft.operator.security import container_security_context, pod_security_context
+from kubesft.operator.trainer_data import TrainerInputs, data_volumes, trainer_dataset
 
-DATA_DIR = "/data"
 OUTPUT_DIR = "/output"
 MODEL_DIR = "/model"
 SCRATCH_DIR = "/scratch"
 RENDEZVOUS_PORT = 29500
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-
-
-@dataclass(frozen=True)
-class DatasetInput:
-    """One Ready SFTDataset the trainer reads: where its prepared data is, and what it is."""
-
-    name: str
-    location: PVCLocation
-    fingerprint: str | None
-    weight: float = 1.0
-    """spec.datasets[].weight (not normalized); 1 for spec.dataset and the retention set."""
-
-
-@dataclass(frozen=True)
-class TrainerInputs:
-    """What the builders need besides the SFTJob: its datasets, and the operator's config."""
-
-    datasets: tuple[DatasetInput, ...]
-    """The members trained on, in spec order (one for spec.dataset)."""
-    config: OperatorConfig
-    retention: DatasetInput | None = None
-    """spec.evaluation.retention's SFTDataset."""
-
-    def read(self) -> tuple[DatasetInput, ...]:
-        """Every dataset the trainer reads: the members, then the retention set."""
-        return self.datasets + ((self.retention,) if self.retention else ())
-
-
-def trainer_inputs(
-    job: SFTJob, found: Sequence[SFTDataset], config: OperatorConfig
-) -> TrainerInputs:
-    """The inputs from the job's Ready SFTDatasets (`found` holds every one of
-    `job.spec.dataset_names()`, each with a status.location)."""
-    by_name = {d.metadata.name: d for d in found}
-
-    def one(name: str, weight: float = 1.0) -> DatasetInput:
-        status = by_name[name].status
-        assert status is not None and status.location is not None  # Ready: see derive_job
-        return DatasetInput(name, parse_location(status.location), status.fingerprint, weight)
-
-    members = tuple(one(m.name, m.weight) for m in job.spec.mixture())
-    retention = job.spec.evaluation.retention
-    return TrainerInputs(members, config, one(retention.name) if retention else None)
 
 
 def _sft_owner(job: SFTJob) -> dict[str, Any]:
@@ -93,30 +44,14 @@ def output_dir(job: SFTJob) -> str:
     return join(OUTPUT_DIR, out.pvc.path) if out.pvc else SCRATCH_DIR + "/output"
 
 
-def dataset_dir(dataset: DatasetInput) -> str:
-    """`/data/<claim>/<path>`: distinct for every dataset of a job (members may live on
-    different claims under the same path), and inside /data (`join` refuses a path that
-    would leave it)."""
-    return join(DATA_DIR, f"{dataset.location.claim_name}/{inside_volume(dataset.location.path)}")
-
-
-def _trainer_dataset(dataset: DatasetInput) -> TrainerDataset:
-    return TrainerDataset(
-        name=dataset.name,
-        dir=dataset_dir(dataset),
-        weight=dataset.weight,
-        fingerprint=dataset.fingerprint,
-    )
-
-
 def trainer_config(job: SFTJob, inputs: TrainerInputs) -> TrainerConfig:
     """The trainer's whole input: the user's spec plus paths inside the pod."""
     model = job.spec.model
     model_path = join(MODEL_DIR, model.pvc.path) if model.source == "pvc" and model.pvc else None
     runtime = TrainerRuntime(
         output_dir=output_dir(job),
-        datasets=[_trainer_dataset(d) for d in inputs.datasets],
-        retention=_trainer_dataset(inputs.retention) if inputs.retention else None,
+        datasets=[trainer_dataset(d) for d in inputs.datasets],
+        retention=trainer_dataset(inputs.retention) if inputs.retention else None,
         model_path=model_path,
         job_name=job.metadata.name or "",
         namespace=job.metadata.namespace or "",
@@ -202,30 +137,13 @@ def _env(job: SFTJob) -> list[dict[str, Any]]:
     return env + aws_env(spec.output.credentials_secret_ref)
 
 
-def _data_volumes(inputs: TrainerInputs) -> tuple[list[Any], list[Any]]:
-    """One read-only volume per data claim ("data", "data-1", ...) and one mount per
-    dataset, by subPath: the trainer sees each dataset's own prepared generation and
-    nothing else of the claims."""
-    volumes: dict[str, dict[str, Any]] = {}
-    mounts: dict[str, dict[str, Any]] = {}
-    for dataset in inputs.read():
-        claim = dataset.location.claim_name
-        if claim not in volumes:
-            volume = f"data-{len(volumes)}" if volumes else "data"
-            volumes[claim] = pvc_volume(volume, claim, read_only=True)
-        path = dataset_dir(dataset)
-        volume_name = volumes[claim]["name"]
-        mounts[path] = mount(volume_name, path, read_only=True, sub_path=dataset.location.path)
-    return list(volumes.values()), list(mounts.values())
-
-
 def _volumes(job: SFTJob, inputs: TrainerInputs) -> tuple[list[Any], list[Any]]:
     spec, name = job.spec, job.metadata.name or ""
     shm = {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shm_size}}
-    data_volumes, data_mounts = _data_volumes(inputs)
+    dataset_volumes, dataset_mounts = data_volumes(inputs)
     volumes = [
         config_volume("config", names.trainer_config(name)),
-        *data_volumes,
+        *dataset_volumes,
         shm,
         {"name": "scratch", "emptyDir": {}},
     ]
@@ -235,7 +153,7 @@ def _volumes(job: SFTJob, inputs: TrainerInputs) -> tuple[list[Any], list[Any]]:
     # name a GGUF file.
     mounts = [
         mount("config", CONFIG_DIR, read_only=True),
-        *data_mounts,
+        *dataset_mounts,
         mount("shm", "/dev/shm"),
         mount("scratch", SCRATCH_DIR),
     ]

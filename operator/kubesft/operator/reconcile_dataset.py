@@ -26,7 +26,6 @@ from kubesft.api import (
 from kubesft.api.dataset import SOURCE_NOT_FOUND
 from kubesft.api.job_status import TERMINAL_PHASES
 from kubesft.operator import build_dataset, names
-from kubesft.operator.build_trainer import DATA_DIR
 from kubesft.operator.config import OperatorConfig
 from kubesft.operator.dataset_readiness import names_read
 from kubesft.operator.dataset_source import preparation_key, read_sources
@@ -36,6 +35,7 @@ from kubesft.operator.observe import ObservedJob, observe_job
 from kubesft.operator.owner import owner_reference
 from kubesft.operator.pod_parts import location_uri
 from kubesft.operator.status_patch import status_dict, write_status
+from kubesft.operator.trainer_data import DATA_DIR
 
 log = logging.getLogger("kubesft.operator")
 

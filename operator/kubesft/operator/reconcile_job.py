@@ -12,7 +12,7 @@ from kubesft.api import (
     parse_object,
 )
 from kubesft.api.job_status import TERMINAL_PHASES, is_finished
-from kubesft.operator import build_trainer, names
+from kubesft.operator import build_trainer, names, trainer_data
 from kubesft.operator.config import OperatorConfig
 from kubesft.operator.derive_job import JobFacts
 from kubesft.operator.feasibility import assess
@@ -44,7 +44,7 @@ def _create_children(
 
     Returns the ConfigMap and the Job as the API returned them.
     """
-    inputs = build_trainer.trainer_inputs(job, datasets, config)
+    inputs = trainer_data.trainer_inputs(job, datasets, config)
     account, role, binding = build_trainer.build_rbac(job)
     independent = [build_trainer.build_config_map(job, inputs), account, role]
     if job.spec.resources.nodes > 1:

@@ -7,9 +7,9 @@ from typing import Any
 
 from kubesft.api import SFTDataset, SFTJob, parse_object
 from kubesft.api.base import PVCLocation
-from kubesft.operator.build_trainer import DatasetInput, TrainerInputs
 from kubesft.operator.config import OperatorConfig
 from kubesft.operator.observe import ObservedJob, Termination
+from kubesft.operator.trainer_data import DatasetInput, TrainerInputs
 from tests.support.invalid_manifests import valid_dataset, valid_job
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubesft.api import SFTJobStatus
-from kubesft.operator import build_trainer
+from kubesft.operator import build_trainer, trainer_data
 from kubesft.operator.config import OperatorConfig
 from kubesft.operator.dataset_readiness import names_read
 from kubesft.operator.derive_job import JobFacts, derive_job_status
@@ -90,7 +90,7 @@ def pod_spec(manifest: dict[str, Any]) -> dict[str, Any]:
 def test_each_dataset_is_mounted_read_only_at_its_own_path_on_its_claim() -> None:
     sft = mixture_job()
     found = [ready("chat"), ready("code", claim="code-data"), ready("general-text"), ready("held")]
-    inputs = build_trainer.trainer_inputs(sft, found, CONFIG)
+    inputs = trainer_data.trainer_inputs(sft, found, CONFIG)
     pod = pod_spec(build_trainer.build_job(sft, inputs))
     claims = {
         v["name"]: v["persistentVolumeClaim"]
@@ -134,7 +134,7 @@ def test_the_same_path_on_two_claims_gets_two_mount_paths() -> None:
         {"phase": "Ready", "observedGeneration": 1, "location": "pvc://two/shared/g1"}, name="b"
     )
     runtime = build_trainer.trainer_config(
-        sft, build_trainer.trainer_inputs(sft, [a, b], CONFIG)
+        sft, trainer_data.trainer_inputs(sft, [a, b], CONFIG)
     ).runtime
     assert [d.dir for d in runtime.datasets] == ["/data/one/shared/g1", "/data/two/shared/g1"]
 
@@ -149,7 +149,7 @@ def test_the_watch_finds_every_dataset_a_raw_job_reads() -> None:
 def test_keep_generations_reads_every_member_and_the_retention_set() -> None:
     sft = mixture_job()
     found = [ready(n) for n in ("chat", "code", "general-text", "held")]
-    config = build_trainer.trainer_config(sft, build_trainer.trainer_inputs(sft, found, CONFIG))
+    config = build_trainer.trainer_config(sft, trainer_data.trainer_inputs(sft, found, CONFIG))
     runtime = config.runtime.model_dump(by_alias=True, mode="json")
     assert runtime_dirs(runtime, "code") == ["/data/kubesft-data/datasets/code/g1"]
     assert runtime_dirs(runtime, "held") == ["/data/kubesft-data/datasets/held/g1"]

@@ -6,7 +6,7 @@ import pytest
 
 from kubesft.api import InvalidSpec, SFTJob, parse_object
 from kubesft.api.base import PVCLocation
-from kubesft.operator import build_trainer
+from kubesft.operator import build_trainer, trainer_data
 from kubesft.operator.pod_parts import inside_volume, join
 from tests.support.invalid_manifests import valid_job
 from tests.unit.operator.fixtures import inputs, job
@@ -65,10 +65,10 @@ def test_no_mixture_member_or_retention_set_mounts_outside_its_claim(path: str) 
     good = PVCLocation(claim_name="kubesft-data", path="datasets/x/g1")
     bad = PVCLocation.model_construct(claim_name="kubesft-data", path=path)  # unvalidated
     for place in ("member", "retention"):
-        chat = build_trainer.DatasetInput("chat", good, None)
-        code = build_trainer.DatasetInput("code", bad if place == "member" else good, None)
-        held = build_trainer.DatasetInput("held", bad if place == "retention" else good, None)
-        inputs_ = build_trainer.TrainerInputs((chat, code), inputs().config, held)
+        chat = trainer_data.DatasetInput("chat", good, None)
+        code = trainer_data.DatasetInput("code", bad if place == "member" else good, None)
+        held = trainer_data.DatasetInput("held", bad if place == "retention" else good, None)
+        inputs_ = trainer_data.TrainerInputs((chat, code), inputs().config, held)
         with pytest.raises(ValueError, match="leaves its volume"):
             build_trainer.build_config_map(sft, inputs_)
         with pytest.raises(ValueError, match="leaves its volume"):
