@@ -7,6 +7,9 @@ act on them), and `job_plan` posts a Warning Event when one turns True.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from kubesft.api import SFTJob, SFTJobStatus
 from kubesft.api.base import ConditionStatus
 from kubesft.api.job_status import JobReason
@@ -72,3 +75,15 @@ def forgetting_condition(job: SFTJob, status: SFTJobStatus) -> Verdict | None:
             f"spec.evaluation.retention.threshold {spec.threshold:g}"
         ),
     )
+
+
+def evaluated_step(status: Mapping[str, Any] | None) -> int | None:
+    """The step of the latest evaluation a raw SFTJob status reports (metrics.evalHistory,
+    status.retention), None before any: the signals above change only with it, so the
+    watch reconciles a running job on a new evaluation and not on every progress report."""
+    status = status or {}
+    history = (status.get("metrics") or {}).get("evalHistory") or []
+    steps = [history[-1].get("step")] if history and isinstance(history[-1], dict) else []
+    steps.append((status.get("retention") or {}).get("step"))
+    known = [step for step in steps if isinstance(step, int)]
+    return max(known) if known else None

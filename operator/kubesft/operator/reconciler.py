@@ -27,7 +27,9 @@ Reconcile = Callable[[Kube, OperatorConfig, str, str], "str | None"]
 
 
 Key = tuple[str, str, str]  # kind, namespace, name
-Version = tuple[str, "int | None"]  # uid and metadata.generation: which spec of which object
+Version = tuple[str, "int | None", "int | None"]
+"""uid, metadata.generation (which spec of which object) and, for an SFTJob, the step of
+the latest evaluation its trainer reported (`job_signals.evaluated_step`)."""
 WORKERS = 8
 """Reconciles running at once; each mostly waits for the API server."""
 
@@ -41,7 +43,9 @@ class Reconciler:
     Events of an SFTJob or SFTDataset whose spec version (uid, generation) a reconcile
     has already covered are skipped: without a new generation only status and metadata
     changed, i.e. our own status writes and the trainer's progress reports, and no
-    decision depends on those (children announce their changes with their own events).
+    decision depends on those (children announce their changes with their own events);
+    but a new evaluation is part of an SFTJob's version, since the Overfitting and
+    Forgetting conditions are derived from it.
     """
 
     def __init__(self, kube: Kube, config: OperatorConfig) -> None:

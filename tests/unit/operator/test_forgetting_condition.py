@@ -3,11 +3,17 @@ the Warning Events of signals turning True."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
+
+import pytest
 
 from kubesft.api import SFTJob, SFTJobStatus
+from kubesft.operator.config import OperatorConfig
 from kubesft.operator.derive_job import JobFacts, derive_job_status
 from kubesft.operator.job_plan import plan_job
+from kubesft.operator.job_signals import evaluated_step
+from kubesft.operator.kube import Kube
+from kubesft.operator.reconciler import Reconciler
 from tests.unit.operator.fixtures import job, mixture_job, observed
 
 NOW = "2026-01-01T00:01:00Z"
@@ -83,3 +89,48 @@ def test_overfitting_turning_true_warns_too() -> None:
     plan = plan_job(sft, JobFacts([], observed(running_pods=1)), NOW)
     (warning,) = [e for e in plan.events if e.reason == "EvalLossRising"]
     assert warning.type == "Warning" and "1.7 at step 150" in warning.message
+
+
+def test_the_latest_evaluation_step_from_a_raw_status() -> None:
+    assert evaluated_step(None) is None
+    assert evaluated_step({"progress": {"step": 7}}) is None
+    assert evaluated_step({"metrics": {"evalHistory": [{"step": 5}, {"step": 10}]}}) == 10
+    assert evaluated_step({"retention": {"name": "held", "lossBefore": 2.0, "step": 0}}) == 0
+    both = {"metrics": {"evalHistory": [{"step": 10}]}, "retention": {"step": 15}}
+    assert evaluated_step(both) == 15
+
+
+class Adds:
+    """Stands in for the work queue: records what the watch asked to reconcile."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[str, str, str]] = []
+
+    def add(self, key: tuple[str, str, str], *, urgent: bool = False) -> None:
+        self.keys.append(key)
+
+
+def test_the_watch_reconciles_a_running_job_on_a_new_evaluation_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Progress reports alone are skipped (the spec version was covered); a report with a
+    new evaluation is a new version: the signals are derived from it at once."""
+    reconciler = Reconciler(cast(Kube, None), OperatorConfig(trainer_image="t"))
+    queue = Adds()
+    monkeypatch.setattr(reconciler, "queue", queue)
+    monkeypatch.setattr(reconciler, "job", lambda namespace, name: None)
+    key = ("SFTJob", "team", "demo")
+
+    def event(status: dict[str, Any]) -> int:
+        before = len(queue.keys)
+        reconciler.job_event("team", "demo", ("uid", 1, evaluated_step(status)), False, False)
+        for added in queue.keys[before:]:
+            reconciler._process(added)  # what a worker does: covers the version it read
+        return len(queue.keys) - before
+
+    assert event({}) == 1
+    assert event({"progress": {"step": 3}}) == 0
+    assert event({"metrics": {"evalHistory": [{"step": 5}]}}) == 1
+    assert event({"metrics": {"evalHistory": [{"step": 5}]}, "progress": {"step": 6}}) == 0
+    assert event({"metrics": {"evalHistory": [{"step": 5}]}, "retention": {"step": 10}}) == 1
+    assert queue.keys == [key] * 3
