@@ -66,6 +66,7 @@ from kubesft_trainer.members import (
 from kubesft_trainer.model import (
     ModelSource,
     describe_base_model,
+    load_causal_lm,
     load_model,
     load_tokenizer,
     model_source,
@@ -403,10 +404,9 @@ def merge_adapter(
 ) -> None:
     """Fold the adapter into a freshly loaded, unquantized base (exact even after qlora)."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
     dtype = getattr(torch, HALF_DTYPES.get(inputs.plan.precision.mixed_precision, "float32"))
-    base = AutoModelForCausalLM.from_pretrained(source.location, dtype=dtype, **source.kwargs())
+    base = load_causal_lm(source, dtype=dtype)
     with peft_quietly():
         merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     merged.config.use_cache = True
