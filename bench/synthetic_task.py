@@ -148,7 +148,7 @@ def job_config(model: Path, dataset: Path, output: Path, scale: Scale) -> dict[s
     }
     runtime = {
         "outputDir": str(output),
-        "datasetDir": str(dataset),
+        "datasets": [{"name": "reverse-words", "dir": str(dataset)}],
         "modelPath": str(model),
         "terminationLog": str(output.parent / "termination-log"),
         "progressIntervalSeconds": 0,

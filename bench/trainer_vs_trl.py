@@ -217,7 +217,7 @@ def prepare_inputs(work: Path, settings: Settings) -> tuple[Path, Path]:
     }
     runtime = {
         "outputDir": str(work / "kubesft-output"),
-        "datasetDir": str(dataset),
+        "datasets": [{"name": "synthetic-chat", "dir": str(dataset)}],
         "modelPath": str(model),
         "terminationLog": str(work / "termination-log"),
         "progressIntervalSeconds": 0,
@@ -259,7 +259,7 @@ def kubesft_step_plan(config_path: Path, settings: Settings) -> StepPlan:
     training = config.spec.training
     tokenizer, template = load_tokenizer(config.spec, model_source(config.spec, config.runtime))
     _, split = data.load_split(
-        Path(config.runtime.dataset_dir), "train", tokenizer, training, template
+        Path(config.runtime.datasets[0].dir), "train", tokenizer, training, template
     )
     units = data.build_units(split.examples, training)
     plan = MicroBatchPlan(

@@ -1,4 +1,5 @@
-"""`kubesft status`: a human summary of an SFTJob (progress bar, loss sparkline, samples)."""
+"""`kubesft status`: a human summary of an SFTJob (progress bar, loss sparkline, per-dataset
+eval loss, retention, the mixture plan, samples)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from rich.text import Text
 
 from kubesft.api import SFTJob, SFTJobStatus
 from kubesft.api.job import SFTJobSpec
+from kubesft.api.retention import RetentionStatus, relative_change
 from kubesft.operator.build_trainer import OUTPUT_DIR
+from kubesft.operator.job_signals import SIGNALS
 
 SPARKS = "▁▂▃▄▅▆▇█"
 PHASE_STYLE = {
@@ -88,14 +91,74 @@ def _progress(status: SFTJobStatus) -> RenderableType:
 
 
 def _metrics(status: SFTJobStatus) -> RenderableType:
+    """Losses, with the eval loss of each mixture member under the overall one (the latest
+    evaluation's, else the final one's), and the retention loss."""
     m = status.metrics
     table = Table.grid(padding=(0, 2))
-    if m is None:
-        return table
-    table.add_row("train loss", _fmt(m.train_loss), Text(sparkline(m.loss_history), style="cyan"))
-    table.add_row("eval loss", _fmt(m.eval_loss), f"perplexity {_fmt(m.perplexity)}")
-    table.add_row("token accuracy", _fmt(m.token_accuracy), f"lr {_fmt(m.learning_rate, 3)}")
+    if m is not None:
+        table.add_row(
+            "train loss", _fmt(m.train_loss), Text(sparkline(m.loss_history), style="cyan")
+        )
+        table.add_row("eval loss", _fmt(m.eval_loss), f"perplexity {_fmt(m.perplexity)}")
+    by_dataset = (m.eval_by_dataset if m else []) or (
+        status.evaluation.by_dataset if status.evaluation else []
+    )
+    for member in by_dataset:
+        tokens = f"{member.tokens} tokens" if member.tokens else ""
+        table.add_row(f"  eval loss · {member.name}", _fmt(member.eval_loss), tokens)
+    if m is not None:
+        table.add_row("token accuracy", _fmt(m.token_accuracy), f"lr {_fmt(m.learning_rate, 3)}")
+    retention = _retention(status.retention)
+    if retention is not None:
+        table.add_row(*retention)
     return table
+
+
+def _retention(r: RetentionStatus | None) -> tuple[str, str, Text] | None:
+    """`retention loss · <set>`, before -> latest, and the relative change (red past 0)."""
+    if r is None:
+        return None
+    latest = "" if r.loss is None else f" -> {_fmt(r.loss)}"
+    at = f" at step {r.step}" if r.step is not None and r.loss is not None else ""
+    change = Text("")
+    if r.loss_before is not None and r.loss is not None:
+        value = relative_change(r.loss_before, r.loss)
+        change = Text(f"{value:+.1%} vs before training{at}", style="red" if value > 0 else "green")
+    return f"retention loss · {r.name}", f"{_fmt(r.loss_before)} before{latest}", change
+
+
+def _mixture(job: SFTJob, status: SFTJobStatus) -> RenderableType | None:
+    """The plan the trainer drew (status.mixture); before it has, the spec's shares."""
+    members = job.spec.datasets
+    if not status.mixture and members is None:
+        return None
+    table = Table(title=f"mixture (by {job.spec.training.mix_by})", box=None, pad_edge=False)
+    for column in ("dataset", "weight", "examples", "examples/epoch", "tokens/epoch", "repeats"):
+        table.add_column(column, justify="left" if column == "dataset" else "right")
+    for e in status.mixture:
+        repeats = Text(f"x{e.repeats:.2f}", style="yellow" if e.repeats > 1 else "")
+        table.add_row(
+            e.name,
+            f"{e.weight:.1%}",
+            str(e.examples),
+            str(e.examples_per_epoch),
+            str(e.tokens_per_epoch),
+            repeats,
+        )
+    if not status.mixture and members is not None:
+        total = sum(m.weight for m in members)
+        for m in members:
+            table.add_row(m.name, f"{m.weight / total:.1%}", "-", "-", "-", "-")
+        table.caption = "drawn by the trainer before its first step"
+    return table
+
+
+def _datasets(spec: SFTJobSpec) -> str:
+    """`dataset x`, or `datasets a, b, c` for a mixture; with the retention set."""
+    names = spec.training_dataset_names()
+    text = f"dataset{'s' if spec.datasets is not None else ''} {', '.join(names)}"
+    retention = spec.evaluation.retention
+    return text + (f" · retention {retention.name}" if retention else "")
 
 
 def _conditions(status: SFTJobStatus) -> RenderableType:
@@ -103,7 +166,8 @@ def _conditions(status: SFTJobStatus) -> RenderableType:
     for column in ("condition", "status", "reason", "message"):
         table.add_column(column, style="dim" if column == "condition" else None)
     for c in status.conditions:
-        style = "green" if (c.status == "True") != (c.type == "Failed") else "yellow"
+        bad_when_true = c.type == "Failed" or c.type in SIGNALS
+        style = "green" if (c.status == "True") != bad_when_true else "yellow"
         table.add_row(c.type, Text(c.status, style=style), c.reason, printable(c.message))
     return table
 
@@ -125,10 +189,11 @@ def render_status(job: SFTJob) -> RenderableType:
     status = job.status or SFTJobStatus()
     spec = job.spec
     phase = Text(status.phase, style=PHASE_STYLE.get(status.phase, "bold"))
-    header = Text.assemble(
-        phase, f"   {spec.model.name} · {spec.method.type} · dataset {spec.dataset.name}"
-    )
+    header = Text.assemble(phase, f"   {spec.model.name} · {spec.method.type} · {_datasets(spec)}")
     parts: list[RenderableType] = [header, _progress(status), _metrics(status)]
+    mixture = _mixture(job, status)
+    if mixture is not None:
+        parts.append(mixture)
     if status.output:
         where = output_location(spec, status.output.path)
         parts.append(Text(f"output: {where} ({status.output.kind})", style="green"))

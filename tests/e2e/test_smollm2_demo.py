@@ -13,7 +13,7 @@ import pytest
 from kubesft.client import SFTClient
 from tests.support.operator_process import OperatorProcess
 from tests.support.sft_cluster import ROOT, Cluster
-from tests.trainer.test_smollm2 import smollm2_gguf
+from tests.support.smollm2 import smollm2_gguf
 
 MARGIN = 0.5
 """Least gain in held-out exact match (share of rows, 0-1) the run must show."""

@@ -28,6 +28,7 @@ Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 CHANGES: dict[str, Any] = {
     "model": {"name": "other/model"},
     "dataset": {"name": "other-dataset"},
+    "datasets": [{"name": "other-dataset", "weight": 2}],
     "method": {"lora": {"r": 4}},
     "training": {"learningRate": 0.003},
     "evaluation": {"everySteps": 2},

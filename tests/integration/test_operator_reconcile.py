@@ -66,7 +66,13 @@ def test_job_waits_for_dataset_then_creates_its_children(kube: Kube, namespace: 
     config = json.loads(cm.data["config.json"])
     location = kube.get_custom("sftdatasets", namespace, "valid-dataset")["status"]["location"]
     folder = location.removeprefix("pvc://kubesft-data/")
-    assert config["runtime"]["datasetDir"] == f"/data/{folder}"
+    (data,) = config["runtime"]["datasets"]
+    assert data == {
+        "name": "valid-dataset",
+        "dir": f"/data/kubesft-data/{folder}",
+        "weight": 1.0,
+        "fingerprint": "f" * 64,
+    }
     assert folder.startswith("datasets/valid-dataset/g1-")
     st = status(kube, namespace, "job")
     assert st["startTime"] and conditions(st)["Feasible"]["status"] == "True"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -72,3 +73,61 @@ def test_reported_eval_history_becomes_the_overfitting_condition(
     condition = next(c for c in status["conditions"] if c["type"] == "Overfitting")
     assert (condition["status"], condition["reason"]) == ("True", "EvalLossRising")
     assert "1.5 at step 0 -> 1.8 at step 30" in condition["message"]
+
+
+def test_reported_retention_becomes_the_forgetting_condition_and_a_warning(
+    kube: Kube,
+    tmp_path: Path,
+    namespace: str,
+) -> None:
+    for name in ("valid-dataset", "held"):
+        create(kube, namespace, valid_dataset(name))
+        make_dataset_ready(kube, namespace, name)
+    retention = {"retention": {"name": "held", "threshold": 0.1}}
+    create(kube, namespace, sft_job(namespace, "forgets", evaluation=retention))
+    reconcile_job(kube, CONFIG, namespace, "forgets")
+    sink = _sink(kube, tmp_path, namespace, "forgets", "forgets-trainer")
+    mixture = [{"name": "valid-dataset", "weight": 1.0, "examples": 9, "examplesPerEpoch": 9,
+                "tokensPerEpoch": 120, "repeats": 1.0}]  # fmt: skip
+    by_dataset = [{"name": "valid-dataset", "evalLoss": 1.25, "tokens": 40}]
+
+    def report(loss: float, step: int) -> None:
+        sink.send(
+            TrainerReport.model_validate(
+                {
+                    "mixture": mixture,
+                    "metrics": {"evalLoss": 1.25, "evalByDataset": by_dataset},
+                    "retention": {
+                        "name": "held",
+                        "lossBefore": 2.0,
+                        "loss": loss,
+                        "step": step,
+                        "relativeChange": loss / 2.0 - 1,
+                        "tokens": 64,
+                    },
+                }
+            )
+        )
+        reconcile_job(kube, CONFIG, namespace, "forgets")
+
+    def forgetting() -> dict[str, Any]:
+        status = (kube.get_custom(SFT_JOB.plural, namespace, "forgets") or {})["status"]
+        return next(c for c in status["conditions"] if c["type"] == "Forgetting")
+
+    def warnings() -> list[str]:
+        events = kube.core.list_namespaced_event(
+            namespace, field_selector="involvedObject.name=forgets"
+        ).items
+        return [e.message for e in events if e.reason == "RetentionLossRising"]
+
+    report(2.1, 10)
+    assert forgetting()["reason"] == "RetentionLossWithinThreshold" and warnings() == []
+    report(2.5, 20)
+    condition = forgetting()
+    assert (condition["status"], condition["reason"]) == ("True", "RetentionLossRising")
+    assert "rose 25.0% (2 before training -> 2.5 at step 20)" in condition["message"]
+    (warning,) = warnings()
+    assert warning == condition["message"]
+    status = (kube.get_custom(SFT_JOB.plural, namespace, "forgets") or {})["status"]
+    assert status["mixture"] == mixture and status["metrics"]["evalByDataset"] == by_dataset
+    assert status["retention"]["tokens"] == 64  # the CRD schema keeps every field

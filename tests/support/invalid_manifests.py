@@ -434,6 +434,69 @@ CASES: list[InvalidCase] = [
         {"spec.split": {"evalFraction": 0, "maxEvalRows": 10}},
         "spec.split.maxEvalRows",
     ),
+    # Mixtures and retention (issue 11).
+    InvalidCase(
+        "mixture-weight-zero",
+        J,
+        {"spec.dataset": DELETE, "spec.datasets": [{"name": "a", "weight": 0}]},
+        "spec.datasets[0].weight",
+    ),
+    InvalidCase(
+        "mixture-weight-negative",
+        J,
+        {"spec.dataset": DELETE, "spec.datasets": [{"name": "a"}, {"name": "b", "weight": -0.5}]},
+        "spec.datasets[1].weight",
+    ),
+    InvalidCase(
+        "dataset-and-datasets",
+        J,
+        {"spec.datasets": [{"name": "a", "weight": 1}]},
+        "spec.datasets",
+    ),
+    InvalidCase(
+        "mixture-duplicate-member",
+        J,
+        {"spec.dataset": DELETE, "spec.datasets": [{"name": "a"}, {"name": "b"}, {"name": "a"}]},
+        "spec.datasets",
+    ),
+    InvalidCase("mixture-empty", J, {"spec.dataset": DELETE, "spec.datasets": []}, "spec.datasets"),
+    InvalidCase(
+        "mixture-member-bad-name",
+        J,
+        {"spec.dataset": DELETE, "spec.datasets": [{"name": "Chat_Data"}]},
+        "spec.datasets[0].name",
+    ),
+    InvalidCase(
+        "retention-without-name",
+        J,
+        {"spec.evaluation.retention": {"threshold": 0.2}},
+        "spec.evaluation.retention.name",
+    ),
+    InvalidCase(
+        "retention-trained-on",
+        J,
+        {"spec.evaluation.retention": {"name": "quickstart"}},
+        "spec.evaluation.retention.name",
+    ),
+    InvalidCase(
+        "retention-member-of-mixture",
+        J,
+        {
+            "spec.dataset": DELETE,
+            "spec.datasets": [{"name": "a"}, {"name": "general"}],
+            "spec.evaluation.retention": {"name": "general"},
+        },
+        "spec.evaluation.retention.name",
+    ),
+    InvalidCase(
+        "retention-threshold-zero",
+        J,
+        {"spec.evaluation.retention": {"name": "general", "threshold": 0}},
+        "spec.evaluation.retention.threshold",
+    ),
+    InvalidCase(
+        "mix-by-without-mixture", J, {"spec.training.mixBy": "tokens"}, "spec.training.mixBy"
+    ),
     # Names that cannot make valid children: the multi-node Service must be a DNS-1035 label.
     InvalidCase(
         "multi-node-dotted-name",

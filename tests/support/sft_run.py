@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,9 @@ def sentence(rng: random.Random, low: int, high: int) -> str:
     return " ".join(rng.choices(WORDS, k=rng.randint(low, high)))
 
 
-def write_prepared_dataset(directory: Path, train: int = 16, evals: int = 4) -> Path:
+def write_prepared_dataset(directory: Path, train: int = 16, evals: int = 4, seed: int = 0) -> Path:
     """train.jsonl and eval.jsonl of chat examples of varied lengths, as `prepare` writes."""
-    rng = random.Random(0)
+    rng = random.Random(seed)
     directory.mkdir(parents=True, exist_ok=True)
     for name, count in (("train", train), ("eval", evals)):
         with (directory / f"{name}.jsonl").open("w", encoding="utf-8") as fh:
@@ -38,6 +39,18 @@ def write_prepared_dataset(directory: Path, train: int = 16, evals: int = 4) -> 
                     {"role": "assistant", "content": sentence(rng, 1, 10)},
                 ]
                 fh.write(json.dumps({"messages": messages}) + "\n")
+    return directory
+
+
+def write_text_dataset(
+    directory: Path, train: int, evals: int, seed: int = 1, words: Sequence[str] = WORDS
+) -> Path:
+    """Prepared `format: text` rows (general text, as replay or a retention set)."""
+    rng = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, count in (("train", train), ("eval", evals)):
+        rows = [{"text": " ".join(rng.choices(words, k=rng.randint(8, 20)))} for _ in range(count)]
+        (directory / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return directory
 
 
@@ -61,24 +74,46 @@ BASE_SPEC: dict[str, Any] = {
 }
 
 
+Mixture = Mapping[str, tuple[Path, float]]
+"""Member SFTDataset name -> (its prepared folder, its weight)."""
+
+
 def trainer_config(
-    model_dir: Path, dataset_dir: Path, output_dir: Path, **sections: dict[str, Any]
+    model_dir: Path,
+    dataset_dir: Path | Mixture,
+    output_dir: Path,
+    *,
+    retention: tuple[str, Path] | None = None,
+    **sections: dict[str, Any],
 ) -> dict[str, Any]:
     """A TrainerConfig document; each keyword updates that spec section (`training={...}`).
 
     A value of None removes the key, e.g. `method={"type": "full", "lora": None}`.
+    `dataset_dir` is one prepared folder (spec.dataset), or a mixture (spec.datasets);
+    `retention` (name, folder) sets spec.evaluation.retention.name and its runtime folder.
     """
     spec = copy.deepcopy(BASE_SPEC)
     for name, values in sections.items():
         merged = {**spec.get(name, {}), **values}
         spec[name] = {key: value for key, value in merged.items() if value is not None}
-    runtime = {
+    if isinstance(dataset_dir, Mapping):
+        del spec["dataset"]
+        spec["datasets"] = [{"name": n, "weight": w} for n, (_, w) in dataset_dir.items()]
+        datasets = [{"name": n, "dir": str(d), "weight": w} for n, (d, w) in dataset_dir.items()]
+    else:
+        datasets = [{"name": spec["dataset"]["name"], "dir": str(dataset_dir)}]
+    runtime: dict[str, Any] = {
         "outputDir": str(output_dir),
-        "datasetDir": str(dataset_dir),
+        "datasets": datasets,
         "modelPath": str(model_dir),
         "terminationLog": str(output_dir.parent / f"{output_dir.name}.termination-log"),
         "progressIntervalSeconds": 0,
     }
+    if retention is not None:
+        name, folder = retention
+        evaluation = spec.setdefault("evaluation", {})
+        evaluation["retention"] = {**evaluation.get("retention", {}), "name": name}
+        runtime["retention"] = {"name": name, "dir": str(folder)}
     return {"spec": spec, "runtime": runtime}
 
 

@@ -73,7 +73,7 @@ def test_unknown_template_names_the_flag(tmp_path: Path, tiny_model_dir) -> None
 
 
 def test_preview_reads_the_tokenizer_and_template_of_a_gguf_model(tmp_path: Path) -> None:
-    from tests.trainer.test_smollm2 import smollm2_gguf
+    from tests.support.smollm2 import smollm2_gguf
 
     gguf = smollm2_gguf()
     if gguf is None:

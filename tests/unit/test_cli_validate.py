@@ -59,3 +59,25 @@ def test_validate_refuses_job_settings_its_dataset_leaves_without_effect(
     else:
         assert code == 1
         assert f"{path}: SFTJob/reads-eval: spec.training.earlyStopping: needs eval loss" in err
+
+
+def test_validate_refuses_retention_when_no_mixture_member_has_an_eval_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The precheck over a mixture: every member given, none with an eval split."""
+    members = [valid_dataset(name) for name in ("chat", "code", "held")]
+    for member in members:
+        member["spec"]["split"] = {"evalFraction": 0}
+    job = valid_job("mix")
+    del job["spec"]["dataset"]
+    job["spec"]["datasets"] = [{"name": "chat", "weight": 3}, {"name": "code"}]
+    job["spec"]["evaluation"] = {"retention": {"name": "held"}}
+    path = tmp_path / "mix.yaml"
+    path.write_text(yaml.safe_dump_all([*members, job]))
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: SFTJob/mix: spec.evaluation.retention: " in err
+    assert "no member of spec.datasets has an eval split (SFTDatasets 'chat', 'code'" in err
+    members[1]["spec"]["split"] = {"evalFraction": 0.2}
+    path.write_text(yaml.safe_dump_all([*members, job]))
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err

@@ -7,7 +7,8 @@ Layout of `<output>/checkpoints/step-N/`:
   (every rank's under FSDP), which load on any world size, sharded or replicated; with a
   replicated model also `model.safetensors` + `config.json` (loadable with `from_pretrained`);
 - `scheduler.pt`, `rng-rank<R>.pt` (python, numpy, torch, cuda states);
-- `trainer_state.json`: step, data position, eval loss, early-stopping counters;
+- `trainer_state.json`: step, data position, eval loss, early-stopping counters, the
+  retention loss before training;
 - `run.json`: the run that wrote it (`run_identity`), resumed only by that run;
 - `COMPLETE`, written last.
 Everything is written into `.tmp-step-N` and renamed into place after `COMPLETE`, so a
@@ -72,6 +73,8 @@ class Progress:
     best_eval_loss: float | None = None
     evals_without_improvement: int = 0
     world_size: int = 1
+    retention_loss_before: float | None = None
+    """Retention loss before training (`spec.evaluation.retention`), kept for the change."""
 
 
 def save_checkpoint(
@@ -210,6 +213,7 @@ def resume_from(
         best_eval_loss=state.get("bestEvalLoss"),
         evals_without_improvement=state.get("evalsWithoutImprovement", 0),
         world_size=state.get("worldSize", 1),
+        retention_loss_before=state.get("retentionLossBefore"),
     )
 
 
@@ -245,6 +249,7 @@ def _state_document(progress: Progress, created_at: str) -> dict[str, Any]:
         "bestEvalLoss": progress.best_eval_loss,
         "evalsWithoutImprovement": progress.evals_without_improvement,
         "worldSize": progress.world_size,
+        "retentionLossBefore": progress.retention_loss_before,
         "createdAt": created_at,
     }
 

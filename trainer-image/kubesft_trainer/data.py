@@ -283,12 +283,16 @@ def _raise_for_first_bad_row(
             raise UserError(f"{where}: {err}") from None
 
 
-def require_examples(split: TokenizedSplit, training: Training) -> None:
-    """A split that lost every example to truncation cannot train; say what to change."""
+def require_examples(split: TokenizedSplit, training: Training, *, where: str = "") -> None:
+    """A split that lost every example to truncation cannot train; say what to change.
+
+    `where` names the dataset in the message (a member of a mixture: `SFTDataset 'chat'`).
+    """
     if split.rows and not split.examples:
+        prefix = f"{where}: " if where else ""
         raise UserError(
-            f"all {split.rows} training examples have no graded token left after truncation "
-            f"to spec.training.maxSeqLength={training.max_seq_length} with "
+            f"{prefix}all {split.rows} training examples have no graded token left after "
+            f"truncation to spec.training.maxSeqLength={training.max_seq_length} with "
             f"lossOn={training.loss_on}; raise maxSeqLength or shorten the prompts"
         )
 

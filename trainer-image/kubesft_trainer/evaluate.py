@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -35,6 +35,8 @@ class EvalResult:
     perplexity: float
     token_accuracy: float
     tokens: int
+    by_dataset: dict[str, EvalResult] = field(default_factory=dict)
+    """Each member's own metrics (a mixture, `eval_sets`); empty for one dataset."""
 
     @classmethod
     def from_sums(cls, loss_sum: float, correct: int, count: int) -> EvalResult:

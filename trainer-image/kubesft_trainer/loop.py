@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,11 +24,19 @@ from torch.nn import functional
 from transformers import get_scheduler
 
 from kubesft.api.job import SFTJobSpec
-from kubesft_trainer import checkpoint, evaluate, sharding
+from kubesft.api.retention import RetentionStatus
+from kubesft_trainer import checkpoint, sharding
 from kubesft_trainer.checkpoint import Progress
-from kubesft_trainer.collate import collate_packed
 from kubesft_trainer.config import RunPlan
 from kubesft_trainer.data import Batch, MicroBatchPlan, collate, step_micro_batches
+from kubesft_trainer.eval_sets import (
+    EvalSet,
+    describe_retention,
+    forgetting_stop,
+    overall_result,
+    retention_status,
+    score_sets,
+)
 from kubesft_trainer.evaluate import EvalResult
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.graded_loss import install_graded_loss
@@ -63,10 +71,14 @@ class Session:
     attn_implementation: str
     train_examples: Sequence[TokenizedExample]
     micro_batches: MicroBatchPlan
-    eval_batches: Callable[[], Iterable[Batch]] | None
-    """This rank's share of the eval split, batched afresh per call; None: no eval split."""
+    eval_sets: list[EvalSet]
+    """Each member's eval split (`eval_sets`); empty: no eval split."""
     pad_id: int
     output_dir: Path
+    retention: EvalSet | None = None
+    """`spec.evaluation.retention`: scored at every evaluation, never trained on."""
+    by_dataset: bool = False
+    """Report each member's eval loss (a mixture, spec.datasets)."""
     reporter: Any = None  # report.Reporter on the main process only
     remote: RemoteOutput | None = None
     """The output's s3 mirror (`spec.output.url`); checkpoints are uploaded as they land."""
@@ -76,6 +88,8 @@ class Session:
     """SIGTERM, acted on at the next step boundary (`health.py`)."""
     watchdog: HangWatchdog | None = None
     """Told each time a step, an evaluation or a checkpoint finishes."""
+    stop_message: str | None = None
+    """Why the loop stopped early, when the reason is not eval loss (forgetting)."""
 
 
 def summed_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -177,33 +191,37 @@ def train_loop(session: Session, progress: Progress) -> Progress:
                 f"the next pod resumes at step {progress.step + 1}",
                 step=progress.step,
             )
-        if _should_stop_early(session.spec, progress):
+        if _should_stop_early(session, progress):
             break
     return progress
 
 
 def evaluate_all_ranks(session: Session) -> EvalResult | None:
-    """Eval metrics over the whole eval split: each rank scores its share, sums are reduced."""
-    if session.eval_batches is None:
-        return None
-    acc = session.accelerator
-    model = acc.unwrap_model(session.model)
-    batches: Iterable[Batch] = session.eval_batches()
-    if sharding.is_sharded(model):  # every forward is collective: equal counts on all ranks
-        batches = _padded_to_most(acc, list(batches), session.pad_id)
-    loss_sum, correct, count = evaluate.loss_sums(model, batches, session.attn_implementation)
-    sums = torch.tensor([loss_sum, correct, count], dtype=torch.float64, device=acc.device)
-    loss_sum, correct, count = acc.reduce(sums, reduction="sum").tolist()
-    return EvalResult.from_sums(loss_sum, int(correct), int(count))
+    """Eval metrics over every member's eval split: each rank scores its share, sums are
+    reduced (`eval_sets`); None without an eval split."""
+    result, _ = evaluate_with_retention(session, step=None, loss_before=None)
+    return result
 
 
-def _padded_to_most(acc: Any, batches: list[Batch], pad_id: int) -> list[Batch]:
-    """This rank's batches plus one-token batches with nothing graded, to the most of any rank."""
-    count = torch.tensor([len(batches)], device=acc.device)
-    torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX)
-    most = int(count)
-    filler = collate_packed([TokenizedExample([pad_id], [IGNORE_INDEX])])
-    return batches + [filler] * (most - len(batches))
+def evaluate_with_retention(
+    session: Session, *, step: int | None, loss_before: float | None
+) -> tuple[EvalResult | None, RetentionStatus | None]:
+    """The eval sets' metrics and, when `step` is given, the retention set's status at it
+    (`loss_before` None at step 0, where this is the before), in one all-reduce."""
+    retention = session.retention if step is not None else None
+    sets = [*session.eval_sets, *([retention] if retention is not None else [])]
+    if not sets:
+        return None, None
+    model = session.accelerator.unwrap_model(session.model)
+    sums = score_sets(session.accelerator, model, sets, session.attn_implementation, session.pad_id)
+    count = len(session.eval_sets)
+    names = [s.name for s in session.eval_sets]
+    result = overall_result(names, sums[:count], by_dataset=session.by_dataset) if count else None
+    status = None
+    if retention is not None and step is not None:
+        scored = EvalResult.from_sums(*sums[count])
+        status = retention_status(retention.name, scored, step=step, loss_before=loss_before)
+    return result, status
 
 
 def _gradient_sync(acc: Any, model: Any, enabled: bool) -> Any:
@@ -215,16 +233,36 @@ def _gradient_sync(acc: Any, model: Any, enabled: bool) -> Any:
     return acc.no_sync(model)
 
 
-def _evaluate(session: Session, progress: Progress) -> Progress:
-    """Evaluate and update the early-stopping counters."""
-    result = evaluate_all_ranks(session)
-    if result is None:
+def evaluate_before(session: Session, progress: Progress) -> Progress:
+    """Score the eval splits and the retention set before the first step; the retention
+    loss before training goes into the progress that every checkpoint keeps."""
+    result, retention = evaluate_with_retention(session, step=0, loss_before=None)
+    if session.reporter is not None and (result is not None or retention is not None):
+        session.reporter.eval(0, result, retention)
+    if retention is None:
         return progress
-    session.last_eval, session.last_eval_step = result, progress.step
+    if session.reporter is not None:
+        print(describe_retention(retention), flush=True)
+    return replace(progress, retention_loss_before=retention.loss_before)
+
+
+def _evaluate(session: Session, progress: Progress) -> Progress:
+    """Evaluate (the retention set too) and update the early-stopping counters."""
+    result, retention = evaluate_with_retention(
+        session, step=progress.step, loss_before=progress.retention_loss_before
+    )
+    if result is None and retention is None:
+        return progress
     if session.watchdog is not None:
         session.watchdog.beat(progress.step)
     if session.reporter is not None:
-        session.reporter.eval(progress.step, result)
+        session.reporter.eval(progress.step, result, retention)
+        if retention is not None:
+            print(describe_retention(retention), flush=True)
+    session.stop_message = forgetting_stop(session.spec, retention)
+    if result is None:
+        return progress
+    session.last_eval, session.last_eval_step = result, progress.step
     stopping = session.spec.training.early_stopping
     min_delta = stopping.min_delta if stopping is not None else 0.0
     best = progress.best_eval_loss
@@ -237,8 +275,10 @@ def _evaluate(session: Session, progress: Progress) -> Progress:
     )
 
 
-def _should_stop_early(spec: SFTJobSpec, progress: Progress) -> bool:
-    stopping = spec.training.early_stopping
+def _should_stop_early(session: Session, progress: Progress) -> bool:
+    if session.stop_message is not None:  # forgetting (retention.earlyStop)
+        return True
+    stopping = session.spec.training.early_stopping
     return stopping is not None and progress.evals_without_improvement >= stopping.patience
 
 

@@ -182,7 +182,6 @@ def load_model(
     kwargs: dict[str, Any] = {
         "dtype": getattr(torch, precision.weights_dtype),
         "attn_implementation": attn,
-        **source.kwargs(),
     }
     if method.quantization is not None:
         kwargs |= {
@@ -190,7 +189,7 @@ def load_model(
             "device_map": {"": device_index},
         }
     with hub_errors(spec):
-        base = AutoModelForCausalLM.from_pretrained(source.location, **kwargs)
+        base = load_causal_lm(source, **kwargs)
     base.config.use_cache = False  # a KV cache is useless in training and breaks packing
     install_graded_loss(base)  # before peft and accelerate wrap the forward
     model = _make_trainable(base, spec)
@@ -198,6 +197,25 @@ def load_model(
     if spec.training.neftune_alpha is not None:
         neftune = activate_neftune(model, spec.training.neftune_alpha)
     return LoadedModel(model, attn, is_adapter=method.type != "full", neftune=neftune)
+
+
+def load_causal_lm(source: ModelSource, **kwargs: Any) -> Any:
+    """`AutoModelForCausalLM.from_pretrained` of `source`; a GGUF dequantized on load is
+    made a plain model.
+
+    transformers keeps the GGUF quantizer on a model whose weights it dequantized into
+    plain tensors on load (its `packed_modules` is empty: no GGUF kernel, or the
+    architecture's legacy loader), and `save_pretrained` then refuses it ("quantized with gguf and
+    is not serializable"): a full fine-tune or a merged adapter of a GGUF base could not be
+    saved. The quantizer's own `remove_quantization_config` drops it; weights still packed
+    in GGUF blocks (a kernel was found) keep it.
+    """
+    model = AutoModelForCausalLM.from_pretrained(source.location, **kwargs, **source.kwargs())
+    quantizer: Any = getattr(model, "hf_quantizer", None)
+    config = getattr(quantizer, "quantization_config", None)
+    if getattr(config, "quant_method", None) == "gguf" and not quantizer.packed_modules:
+        quantizer.remove_quantization_config(model)
+    return model
 
 
 def _bnb_config(spec: SFTJobSpec) -> Any:

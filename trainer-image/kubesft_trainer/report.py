@@ -27,9 +27,17 @@ from kubesft.api.job_status import (
     Metrics,
     Progress,
 )
+from kubesft.api.mixture import MixtureEntry
 from kubesft.api.report import TrainerReport, TrainerTermination, best_checkpoint
+from kubesft.api.retention import RetentionStatus
 from kubesft.api.runtime import TrainerConfig
-from kubesft_trainer.results import PLOT_FILE, eval_metrics, rounded, write_loss_plot
+from kubesft_trainer.results import (
+    PLOT_FILE,
+    dataset_evals,
+    eval_metrics,
+    rounded,
+    write_loss_plot,
+)
 from kubesft_trainer.run_identity import config_fingerprint
 from kubesft_trainer.sinks import MetricsSink, ProgressSink, RateLimitedSink, write_atomic
 from kubesft_trainer.termination import write_termination_message
@@ -79,6 +87,8 @@ class Reporter:
         self.checkpoints: list[CheckpointInfo] = []
         self._rate_origin: tuple[int, float] | None = None
         self.resume_step = resume_step
+        self.mixture_plan: list[MixtureEntry] = []
+        self.retention: RetentionStatus | None = None
         self._train_losses: list[float] = []
         """Train losses since the last evaluation; their mean goes beside its eval loss."""
         records = read_metrics(self.output_dir) if resume_step > 0 else []
@@ -129,10 +139,30 @@ class Reporter:
             }
         )
 
-    def eval(self, step: int, result: EvalResult) -> None:
-        """An evaluation finished; always reported."""
-        record = {"type": "eval", "step": step, **eval_metrics(result), "tokens": result.tokens}
+    def eval(
+        self, step: int, result: EvalResult | None, retention: RetentionStatus | None = None
+    ) -> None:
+        """An evaluation finished (eval split, retention set or both); always reported.
+
+        The record holds each member's eval loss under `datasets` (a mixture) and the
+        retention status under `retention`.
+        """
+        record: dict[str, Any] = {"type": "eval", "step": step}
+        if result is not None:
+            record |= {**eval_metrics(result), "tokens": result.tokens}
+            evals = dataset_evals(result)
+            if evals:
+                record["datasets"] = {
+                    d.name: {"evalLoss": d.eval_loss, "tokens": d.tokens} for d in evals
+                }
+        if retention is not None:
+            record["retention"] = retention.model_dump(by_alias=True, exclude_none=True)
         self._record(record, force=True)
+
+    def mixture(self, plan: Sequence[MixtureEntry]) -> None:
+        """The mixture drawn for spec.datasets; sent at once, before the first step."""
+        self.mixture_plan = list(plan)
+        self._send(self.report(), force=True)
 
     def checkpoint(
         self,
@@ -165,6 +195,8 @@ class Reporter:
             checkpoints=list(self.checkpoints) or None,
             best_checkpoint=best.path if best is not None else None,
             tracking=tracking_status(self.metric_sinks),
+            mixture=self.mixture_plan or None,
+            retention=self.retention,
         )
 
     def finish(self, summary: TrainerTermination, *, plot: bool = True) -> TrainerTermination:
@@ -227,9 +259,19 @@ class Reporter:
                 self._train_losses.append(record["trainLoss"])
             self._update_metrics(record, keys, lossHistory=history)
         elif record["type"] == "eval":
+            by_dataset = [
+                {"name": name, **values} for name, values in record.get("datasets", {}).items()
+            ]
+            extra = {"evalByDataset": by_dataset} if by_dataset else {}
             self._update_metrics(
-                record, ("evalLoss", "perplexity", "tokenAccuracy"), evalHistory=self._evals(record)
+                record,
+                ("evalLoss", "perplexity", "tokenAccuracy"),
+                evalHistory=self._evals(record),
+                **extra,
             )
+            if "retention" in record:
+                retention = {**record["retention"], "step": record["step"]}
+                self.retention = RetentionStatus.model_validate(retention)
         elif record["type"] == "checkpoint":
             entry = CheckpointInfo(
                 step=record["step"],

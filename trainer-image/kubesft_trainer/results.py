@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubesft.api.job_status import EvaluationResult, Sample
+from kubesft.api.mixture import DatasetEval
 from kubesft_trainer.sinks import write_atomic
 
 if TYPE_CHECKING:  # keeps this module free of torch, which evaluate imports
@@ -37,6 +38,17 @@ def eval_metrics(result: EvalResult) -> dict[str, float | None]:
     }
 
 
+def dataset_evals(result: EvalResult) -> list[DatasetEval]:
+    """Each member's eval loss and graded tokens (a mixture; [] for one dataset); a
+    non-finite loss is left out, as `rounded` leaves it out of the overall metrics."""
+    evals = []
+    for name, each in result.by_dataset.items():
+        loss = rounded(each.loss)
+        if loss is not None:
+            evals.append(DatasetEval(name=name, eval_loss=loss, tokens=each.tokens))
+    return evals
+
+
 def prompt_text(prompt: Mapping[str, Any] | str) -> str:
     """What a human reads as the prompt: the last user message, or the prompt string."""
     if isinstance(prompt, str):
@@ -57,6 +69,7 @@ def evaluation_status(
     return EvaluationResult.model_validate(
         {
             **eval_metrics(final),
+            **_by_dataset(final),
             "samples": [
                 Sample(prompt=prompt_text(p), before=b, after=a)
                 for p, b, a in zip(prompts, before_samples, after_samples, strict=True)
@@ -77,7 +90,11 @@ def write_eval_json(
     """eval.json: final metrics, and each prompt with its reference and both generations."""
     refs: Sequence[str | None] = references if references is not None else [None] * len(prompts)
     doc = {
-        "metrics": {**eval_metrics(final), "tokens": final.tokens},
+        "metrics": {
+            **eval_metrics(final),
+            "tokens": final.tokens,
+            **_by_dataset(final),
+        },
         "samples": [
             {"prompt": p, "promptText": prompt_text(p), "reference": r, "before": b, "after": a}
             for p, r, b, a in zip(prompts, refs, before_samples, after_samples, strict=True)
@@ -86,6 +103,11 @@ def write_eval_json(
     path = Path(output_dir) / EVAL_FILE
     write_atomic(path, json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
     return path
+
+
+def _by_dataset(result: EvalResult) -> dict[str, Any]:
+    evals = dataset_evals(result)
+    return {"byDataset": [d.model_dump(by_alias=True) for d in evals]} if evals else {}
 
 
 def write_loss_plot(output_dir: str | Path, records: Sequence[Mapping[str, Any]]) -> Path:
@@ -104,6 +126,9 @@ def write_loss_plot(output_dir: str | Path, records: Sequence[Mapping[str, Any]]
         if points:
             steps, losses = [p[0] for p in points], [p[1] for p in points]
             axes.plot(steps, losses, style, label=f"{kind} loss")
+    for label, points in _per_dataset_points(records).items():
+        steps, losses = [p[0] for p in points], [p[1] for p in points]
+        axes.plot(steps, losses, "--", marker=".", label=label)
     axes.set_xlabel("step")
     axes.set_ylabel("loss")
     axes.grid(alpha=0.3)
@@ -114,3 +139,23 @@ def write_loss_plot(output_dir: str | Path, records: Sequence[Mapping[str, Any]]
     figure.savefig(tmp, format="png")
     os.replace(tmp, path)
     return path
+
+
+def _per_dataset_points(
+    records: Sequence[Mapping[str, Any]],
+) -> dict[str, list[tuple[int, float]]]:
+    """Eval loss per member and the retention loss, by step, from the eval records."""
+    lines: dict[str, list[tuple[int, float]]] = {}
+    for record in records:
+        if record["type"] != "eval":
+            continue
+        for name, values in (record.get("datasets") or {}).items():
+            if values.get("evalLoss") is not None:
+                lines.setdefault(f"eval loss ({name})", []).append(
+                    (record["step"], values["evalLoss"])
+                )
+        retention = record.get("retention") or {}
+        if retention.get("loss") is not None:
+            label = f"retention loss ({retention.get('name')})"
+            lines.setdefault(label, []).append((record["step"], retention["loss"]))
+    return lines

@@ -55,9 +55,10 @@ def fit_termination_message(message: BaseModel, limit: int = TERMINATION_MESSAGE
     `limit` UTF-8 bytes.
 
     Too big a message is shrunk in a fixed order: sample texts cut shorter and shorter,
-    samples dropped from the end, row errors dropped from the end, the checkpoint list cut
-    to the best one, long strings cut, then whole fields dropped, the least useful first.
-    A shrunk message carries `"truncated": true`; phase and reason are always kept.
+    samples dropped from the end, row errors dropped from the end, the final eval loss per
+    dataset when metrics has the latest, the checkpoint list cut to the best one, long
+    strings cut, then whole fields dropped, the least useful first. A shrunk message
+    carries `"truncated": true`; phase and reason are always kept.
     """
     doc: dict[str, Any] = message.model_dump(by_alias=True, exclude_none=True, mode="json")
     if isinstance(doc.get("message"), str):
@@ -88,6 +89,10 @@ def _shrink(doc: dict[str, Any]) -> Iterator[None]:
         _cut_strings(error, 200)
     while errors:
         errors.pop()
+        yield
+    evaluation = doc.get("evaluation") or {}
+    if evaluation.get("byDataset") and (doc.get("metrics") or {}).get("evalByDataset"):
+        del evaluation["byDataset"]  # the last evaluation per dataset stays, in metrics
         yield
     if doc.get("checkpoints"):
         best = doc.get("bestCheckpoint")

@@ -45,6 +45,7 @@ from kubesft_trainer import (
 from kubesft_trainer.checkpoint import Progress
 from kubesft_trainer.config import HALF_DTYPES, Precision, RunPlan, plan_run, resolve_precision
 from kubesft_trainer.data import DataPosition, MicroBatchPlan
+from kubesft_trainer.eval_sets import build_eval_set
 from kubesft_trainer.held_out import describe_score, held_out_score
 from kubesft_trainer.kube_status import KubeStatusSink
 from kubesft_trainer.loop import (
@@ -52,11 +53,20 @@ from kubesft_trainer.loop import (
     build_optimizer,
     build_scheduler,
     evaluate_all_ranks,
+    evaluate_before,
     train_loop,
+)
+from kubesft_trainer.members import (
+    NamedSplit,
+    RunData,
+    describe_run_data,
+    load_retention,
+    load_run_data,
 )
 from kubesft_trainer.model import (
     ModelSource,
     describe_base_model,
+    load_causal_lm,
     load_model,
     load_tokenizer,
     model_source,
@@ -82,9 +92,9 @@ class RunInputs:
 
     tokenizer: Any
     chat_template: str
-    train: data.TokenizedSplit
-    eval: data.TokenizedSplit
-    eval_rows: list[dict[str, Any]]
+    data: RunData
+    """Training epoch (the mixture), each member's eval split, the sample prompts' rows."""
+    retention: NamedSplit | None
     micro_batches: MicroBatchPlan
     plan: RunPlan
     preflight: dict[str, Any]
@@ -104,15 +114,17 @@ def train(config: TrainerConfig) -> TrainerTermination | None:
     session.remote = remote
     progress = start_or_resume(session, run)
     session.reporter = open_reporter(config, accelerator, resume_step=progress.step)
-    prompts, references = evaluate.eval_prompts(inputs.eval_rows, spec.evaluation.samples)
+    if session.reporter is not None and inputs.data.mixture is not None:
+        session.reporter.mixture(inputs.data.mixture)  # on the resource before step 1
+    prompts, references = evaluate.eval_prompts(inputs.data.eval_rows, spec.evaluation.samples)
     before = samples_before(session, inputs, prompts, fresh=progress.step == 0)
     if progress.step == 0:
-        _evaluate_before(session)
+        progress = evaluate_before(session, progress)
         set_seed(spec.training.seed + accelerator.process_index)  # dropout/noise differ by rank
     with health.guard_run(session, config, progress.step):
         progress = train_loop(session, progress)
     final = session.last_eval
-    if session.eval_batches is not None and session.last_eval_step != progress.step:
+    if session.eval_sets and session.last_eval_step != progress.step:
         final = evaluate_all_ranks(session)  # resumed after the last step: evaluate again
     after = _samples(session, inputs, prompts)
     summary: TrainerTermination | None = None
@@ -133,7 +145,7 @@ def train(config: TrainerConfig) -> TrainerTermination | None:
             session.reporter.write_plot()
             remote.upload_results(session.output_dir)
             output.path = remote.url_of(Path(output.path), session.output_dir)
-        summary = summarize(config, progress, inputs, output, final)
+        summary = summarize(config, progress, inputs, output, final, session.stop_message)
         if evaluation is not None:
             summary.evaluation = evaluation
         summary = session.reporter.finish(summary, plot=remote is None)
@@ -184,6 +196,8 @@ def build_session(
     scheduler = build_scheduler(optimizer, spec, inputs.plan)
     if not sharding.is_sharded(model):  # DDP (and autocast) by accelerate
         model, optimizer = accelerator.prepare(model, optimizer)
+    pad_id = inputs.tokenizer.pad_token_id
+    retention = inputs.retention
     return Session(
         spec=spec,
         plan=inputs.plan,
@@ -192,11 +206,13 @@ def build_session(
         optimizer=optimizer,
         scheduler=scheduler,
         attn_implementation=loaded.attn_implementation,
-        train_examples=inputs.train.examples,
+        train_examples=inputs.data.train.examples,
         micro_batches=inputs.micro_batches,
-        eval_batches=_eval_batches(config, inputs, accelerator),
-        pad_id=inputs.tokenizer.pad_token_id,
+        eval_sets=[build_eval_set(n, spec, pad_id, accelerator) for n in inputs.data.evals],
+        pad_id=pad_id,
         output_dir=Path(config.runtime.output_dir),
+        retention=build_eval_set(retention, spec, pad_id, accelerator) if retention else None,
+        by_dataset=inputs.data.mixture is not None,
     )
 
 
@@ -226,14 +242,16 @@ def open_reporter(
 def load_inputs(
     config: TrainerConfig, source: ModelSource, accelerator: Accelerator, precision: Precision
 ) -> RunInputs:
-    """Tokenize both splits, pack, plan the run and estimate its cost before loading weights."""
+    """Tokenize every dataset's splits, draw the mixture, pack, plan the run and estimate
+    its cost before loading weights."""
     spec, runtime = config.spec, config.runtime
     training = spec.training
     tokenizer, template = load_tokenizer(spec, source)
-    dataset_dir = Path(runtime.dataset_dir)
-    _, train_split = data.load_split(dataset_dir, "train", tokenizer, training, template)
-    data.require_examples(train_split, training)
-    eval_rows, eval_split = data.load_split(dataset_dir, "eval", tokenizer, training, template)
+    run_data = load_run_data(spec, runtime.datasets, tokenizer, template)
+    retention = None
+    if runtime.retention is not None:
+        retention = load_retention(spec, runtime.retention, tokenizer, template)
+    train_split = run_data.train
     units = data.build_units(train_split.examples, training)
     micro_batches = MicroBatchPlan(
         units,
@@ -261,6 +279,8 @@ def load_inputs(
     )
     _warn_if_infeasible(spec, estimate, accelerator)
     if accelerator.is_main_process:
+        for line in describe_run_data(run_data, retention, training):
+            print(line, flush=True)
         print(
             f"train: {train_split.rows} examples, {train_split.truncated} truncated to "
             f"{training.max_seq_length} tokens, {train_split.dropped} dropped (nothing graded); "
@@ -268,9 +288,7 @@ def load_inputs(
             f"micro-batches on {plan.world_size} rank(s)",
             flush=True,
         )
-    return RunInputs(
-        tokenizer, template, train_split, eval_split, eval_rows, micro_batches, plan, estimate
-    )
+    return RunInputs(tokenizer, template, run_data, retention, micro_batches, plan, estimate)
 
 
 def _warn_if_infeasible(spec: Any, estimate: dict[str, Any], accelerator: Any) -> None:
@@ -338,30 +356,6 @@ def _samples(session: Session, inputs: RunInputs, prompts: list[dict[str, Any]])
     return answers if acc.is_main_process else []
 
 
-def _evaluate_before(session: Session) -> None:
-    result = evaluate_all_ranks(session)
-    if result is not None and session.reporter is not None:
-        session.reporter.eval(0, result)
-
-
-def _eval_batches(config: TrainerConfig, inputs: RunInputs, accelerator: Any) -> Any:
-    if not inputs.eval.examples:
-        return None
-    training = config.spec.training
-
-    def batches() -> Any:
-        return data.eval_batches(
-            inputs.eval,
-            training,
-            inputs.tokenizer.pad_token_id,
-            rank=accelerator.process_index,
-            world_size=accelerator.num_processes,
-            max_examples=config.spec.evaluation.max_examples,
-        )
-
-    return batches
-
-
 def save_outputs(
     config: TrainerConfig,
     session: Session,
@@ -410,10 +404,9 @@ def merge_adapter(
 ) -> None:
     """Fold the adapter into a freshly loaded, unquantized base (exact even after qlora)."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
     dtype = getattr(torch, HALF_DTYPES.get(inputs.plan.precision.mixed_precision, "float32"))
-    base = AutoModelForCausalLM.from_pretrained(source.location, dtype=dtype, **source.kwargs())
+    base = load_causal_lm(source, dtype=dtype)
     with peft_quietly():
         merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     merged.config.use_cache = True
@@ -433,14 +426,17 @@ def summarize(
     inputs: RunInputs,
     output: OutputInfo,
     final: evaluate.EvalResult | None,
+    stop_message: str | None = None,
 ) -> TrainerTermination:
-    """The end of a finished run (the reporter adds progress, metrics, checkpoints)."""
+    """The end of a finished run (the reporter adds progress, metrics, checkpoints);
+    `stop_message` says why it stopped early when eval loss was not the reason."""
     stopped_early = progress.step < inputs.plan.total_steps
     loss = f", eval loss {final.loss:.4f}" if final is not None else ""
+    why = f"{stop_message}; " if stopped_early and stop_message else ""
     return TrainerTermination(
         phase="Succeeded",
         reason=TrainerReason.EARLY_STOPPED if stopped_early else TrainerReason.COMPLETED,
-        message=f"trained {progress.step} steps{loss}; output in {output.path}",
+        message=f"{why}trained {progress.step} steps{loss}; output in {output.path}",
         output=output,
         # The status keeps the estimate's headline fields; preflight.json has it all.
         preflight=Preflight.model_validate(inputs.preflight),

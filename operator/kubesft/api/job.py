@@ -21,7 +21,9 @@ from kubesft.api.base import (
 from kubesft.api.chat_template import ChatTemplate
 from kubesft.api.dataset import URL_PATTERN
 from kubesft.api.formats import ImageReference, ObjectName, RelativePath
+from kubesft.api.mixture import MAX_MEMBERS, MixBy, MixtureMember
 from kubesft.api.resources import Resources
+from kubesft.api.retention import Retention
 from kubesft.api.tracking import Tracking
 
 MethodType = Literal["lora", "qlora", "full"]
@@ -199,6 +201,9 @@ class Training(APIModel):
     """Over several GPUs: fsdp shards weights, gradients and optimizer states (full only);
     ddp keeps a replica per GPU; auto is fsdp for method full on gpus x nodes > 1, else ddp."""
     seed: int = Field(default=42, ge=0)
+    """Seeds weight initialization, shuffling, dropout and the mixture's draw."""
+    mix_by: MixBy = "examples"
+    """What the weights of spec.datasets share out: examples or tokens."""
     early_stopping: EarlyStopping | None = None
     hang_timeout_seconds: int = Field(default=1800, ge=0, le=604800)
     """End a run (reason Hung, retried from the last checkpoint) when no optimizer step,
@@ -215,10 +220,14 @@ class Evaluation(APIModel):
     """Eval prompts answered greedily before and after training."""
     max_new_tokens: int = Field(default=128, ge=1, le=8192)
     max_examples: int | None = Field(default=None, gt=0)
-    """Cap on eval examples per evaluation."""
+    """Cap on eval examples per evaluation: the first N of the eval split, of each member's
+    eval split for spec.datasets, and of the retention set."""
     overfitting_patience: int = Field(default=3, ge=1, le=100)
     """Consecutive evaluations whose eval loss rose, while the train loss fell, that set the
     Overfitting condition."""
+    retention: Retention | None = None
+    """An SFTDataset scored before training and at every evaluation, never trained on: the
+    Forgetting condition and status.retention."""
 
 
 class Checkpoints(APIModel):
@@ -272,6 +281,49 @@ class SFTJobSpec(APIModel):
 
     rules = (
         Rule(
+            cel="has(self.dataset) || has(self.datasets)",
+            message="spec.dataset is required: the SFTDataset to train on (or spec.datasets, "
+            "a weighted mixture of several)",
+            check=lambda s: s.dataset is not None or s.datasets is not None,
+            field_path=".dataset",
+        ),
+        Rule(
+            cel="!(has(self.dataset) && has(self.datasets))",
+            message="set spec.dataset or spec.datasets, not both: a single dataset is "
+            "spec.datasets with one member",
+            check=lambda s: s.dataset is None or s.datasets is None,
+            field_path=".datasets",
+        ),
+        Rule(
+            cel="!has(self.datasets) || "
+            "self.datasets.all(a, self.datasets.exists_one(b, b.name == a.name))",
+            message="spec.datasets names an SFTDataset more than once: give each member once, "
+            "with the sum of the weights",
+            check=lambda s: (
+                s.datasets is None or len({m.name for m in s.datasets}) == len(s.datasets)
+            ),
+            field_path=".datasets",
+        ),
+        Rule(
+            cel="!has(self.evaluation) || !has(self.evaluation.retention) || "
+            "(has(self.dataset) ? self.dataset.name != self.evaluation.retention.name : "
+            "!has(self.datasets) || "
+            "!self.datasets.exists(m, m.name == self.evaluation.retention.name))",
+            message="spec.evaluation.retention names a dataset that is trained on: retention "
+            "measures forgetting on data the job does not train on; name another SFTDataset",
+            check=lambda s: (
+                s.evaluation.retention is None
+                or s.evaluation.retention.name not in s.training_dataset_names()
+            ),
+            field_path=".evaluation.retention.name",
+        ),
+        Rule(
+            cel="!has(self.training) || !has(self.training.mixBy) || has(self.datasets)",
+            message="training.mixBy applies only to a mixture (spec.datasets): remove it",
+            check=lambda s: not s.training.given("mix_by") or s.datasets is not None,
+            field_path=".training.mixBy",
+        ),
+        Rule(
             cel="!has(self.resources) || "
             f"{cel_field('resources.nodes', 1)} == 1 || has(self.output.pvc)",
             message="resources.nodes > 1 needs output.pvc (a ReadWriteMany claim): the ranks "
@@ -299,7 +351,10 @@ class SFTJobSpec(APIModel):
     )
 
     model: ModelRef
-    dataset: DatasetRef
+    dataset: DatasetRef | None = None
+    """The SFTDataset to train on; or spec.datasets, a weighted mixture."""
+    datasets: list[MixtureMember] | None = Field(default=None, min_length=1, max_length=MAX_MEMBERS)
+    """Several SFTDatasets mixed with weights (a text member is replay); or spec.dataset."""
     method: Method = Field(default_factory=Method)
     training: Training = Field(default_factory=Training)
     evaluation: Evaluation = Field(default_factory=Evaluation)
@@ -323,6 +378,24 @@ class SFTJobSpec(APIModel):
         if self.training.learning_rate is None:
             self.training.learning_rate = DEFAULT_LEARNING_RATE[self.method.type]
         return self
+
+    def mixture(self) -> list[MixtureMember]:
+        """The training datasets as a mixture: spec.datasets, or spec.dataset with weight 1."""
+        if self.datasets is not None:
+            return list(self.datasets)
+        assert self.dataset is not None  # exactly one of the two (a rule above)
+        return [MixtureMember(name=self.dataset.name)]
+
+    def training_dataset_names(self) -> list[str]:
+        """Names of the SFTDatasets trained on, in spec order."""
+        if self.datasets is not None:
+            return [m.name for m in self.datasets]
+        return [self.dataset.name] if self.dataset is not None else []
+
+    def dataset_names(self) -> list[str]:
+        """Every SFTDataset the job reads (members, then the retention set); it waits for all."""
+        retention = self.evaluation.retention
+        return self.training_dataset_names() + ([retention.name] if retention else [])
 
     @property
     def learning_rate(self) -> float:

@@ -9,6 +9,8 @@ from pydantic import Field
 
 from kubesft.api.base import Condition, StatusModel
 from kubesft.api.held_out import HeldOutScore
+from kubesft.api.mixture import MAX_MEMBERS, DatasetEval, MixtureEntry
+from kubesft.api.retention import RetentionStatus
 from kubesft.api.tracking import TrackingStatus
 
 JobPhase = Literal[
@@ -68,6 +70,10 @@ class JobReason:
     """Condition Overfitting True: eval loss rose while train loss fell (see
     `kubesft.api.overfitting`)."""
     NOT_OVERFITTING = "EvalLossNotRising"
+    FORGETTING = "RetentionLossRising"
+    """Condition Forgetting True: the retention loss rose past its threshold (see
+    `kubesft.api.retention`)."""
+    NOT_FORGETTING = "RetentionLossWithinThreshold"
 
 
 class Progress(StatusModel):
@@ -102,6 +108,8 @@ class Metrics(StatusModel):
     """Recent train losses, oldest first, for sparklines (`kubesft status`)."""
     eval_history: list[EvalPoint] = Field(default_factory=list, max_length=EVAL_HISTORY)
     """Recent evaluations, oldest first: the Overfitting condition is derived from them."""
+    eval_by_dataset: list[DatasetEval] = Field(default_factory=list, max_length=MAX_MEMBERS)
+    """The latest evaluation per member of a mixture (spec.datasets); evalLoss is over all."""
 
 
 class EvalPoint(StatusModel):
@@ -140,6 +148,8 @@ class EvaluationResult(StatusModel):
     samples: list[Sample] = Field(default_factory=list)
     held_out: HeldOutScore | None = None
     """Exact match of the samples' answers against their references, before and after."""
+    by_dataset: list[DatasetEval] = Field(default_factory=list, max_length=MAX_MEMBERS)
+    """Final eval loss per member of a mixture (spec.datasets)."""
 
 
 class OutputInfo(StatusModel):
@@ -194,6 +204,10 @@ class SFTJobStatus(StatusModel):
     fingerprint: Fingerprint | None = None
     tracking: TrackingStatus | None = None
     """The run's id in the experiment trackers (spec.tracking), set when it starts."""
+    mixture: list[MixtureEntry] = Field(default_factory=list, max_length=MAX_MEMBERS)
+    """The mixture the trainer drew (spec.datasets), reported before the first step."""
+    retention: RetentionStatus | None = None
+    """Loss on spec.evaluation.retention before training and at the latest evaluation."""
     observed_generation: int | None = None
     """The metadata.generation now in effect: its status was derived and what it changed
     was applied to the children. A finished job is not reconciled again, so an edit made

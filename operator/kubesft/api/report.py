@@ -34,6 +34,8 @@ from kubesft.api.job_status import (
     Preflight,
     Progress,
 )
+from kubesft.api.mixture import MixtureEntry
+from kubesft.api.retention import RetentionStatus
 from kubesft.api.tracking import TrackingStatus
 
 TERMINATION_MESSAGE_BYTES = 4096
@@ -113,6 +115,9 @@ class TrainerReport(StatusModel):
     fingerprint: Fingerprint | None = None
     tracking: TrackingStatus | None = None
     """The run's ids in the experiment trackers of `spec.tracking`."""
+    mixture: list[MixtureEntry] | None = None
+    """The mixture drawn for spec.datasets."""
+    retention: RetentionStatus | None = None
 
     def status_fields(self) -> dict[str, Any]:
         """The set fields as a camelCase `SFTJob.status` merge patch (JSON types only)."""

@@ -143,12 +143,12 @@ def cannot_act(objects: Sequence[Any]) -> list[str]:
     from kubesft.api import SFTDataset, SFTJob
     from kubesft.operator.precheck import precheck
 
-    datasets = {o.metadata.name: o for o in objects if isinstance(o, SFTDataset)}
+    datasets = {o.metadata.name or "": o for o in objects if isinstance(o, SFTDataset)}
     return [
         f"SFTJob/{o.metadata.name}: {problem}"
         for o in objects
-        if isinstance(o, SFTJob) and o.spec.dataset.name in datasets
-        for problem in precheck(o, datasets[o.spec.dataset.name])
+        if isinstance(o, SFTJob)
+        for problem in precheck(o, datasets)  # members not given: not judged
     ]
 
 

@@ -36,13 +36,19 @@ SOURCE_DIR = "/source"
 EVAL_SOURCE_DIR = "/eval-source"
 
 
+def data_claim(dataset: SFTDataset, config: OperatorConfig) -> str:
+    """The claim the dataset's prepared generations go to: spec.storage's, else the
+    operator's data claim."""
+    return dataset.spec.storage.claim_name if dataset.spec.storage else config.data_claim
+
+
 def storage(dataset: SFTDataset, config: OperatorConfig, key: str) -> PVCLocation:
     """Where the data prepared under ``key`` goes."""
     name = dataset.metadata.name or ""
     base = dataset.spec.storage
-    claim = base.claim_name if base else config.data_claim
     return PVCLocation(
-        claim_name=claim, path=names.dataset_path(name, key, base.path if base else "")
+        claim_name=data_claim(dataset, config),
+        path=names.dataset_path(name, key, base.path if base else ""),
     )
 
 

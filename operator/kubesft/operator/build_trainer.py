@@ -1,13 +1,11 @@
-"""Pure builders: an SFTJob (plus its dataset's location) → the trainer's child objects."""
+"""Pure builders: an SFTJob (plus its datasets, `trainer_data`) → the trainer's child objects."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from kubesft.api import SFTJob, TrainerConfig, TrainerRuntime
-from kubesft.api.base import PVCLocation
 from kubesft.operator import names
 from kubesft.operator.config import OperatorConfig
 from kubesft.operator.owner import child_metadata, owner_reference
@@ -28,22 +26,13 @@ from kubesft.operator.pod_parts import (
     resources,
 )
 from kubesft.operator.security import container_security_context, pod_security_context
+from kubesft.operator.trainer_data import TrainerInputs, data_volumes, trainer_dataset
 
-DATA_DIR = "/data"
 OUTPUT_DIR = "/output"
 MODEL_DIR = "/model"
 SCRATCH_DIR = "/scratch"
 RENDEZVOUS_PORT = 29500
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-
-
-@dataclass(frozen=True)
-class TrainerInputs:
-    """What the builders need besides the SFTJob: where its data is, and what it is."""
-
-    dataset: PVCLocation
-    dataset_fingerprint: str | None
-    config: OperatorConfig
 
 
 def _sft_owner(job: SFTJob) -> dict[str, Any]:
@@ -55,24 +44,20 @@ def output_dir(job: SFTJob) -> str:
     return join(OUTPUT_DIR, out.pvc.path) if out.pvc else SCRATCH_DIR + "/output"
 
 
-def dataset_dir(inputs: TrainerInputs) -> str:
-    return join(DATA_DIR, inputs.dataset.path)
-
-
 def trainer_config(job: SFTJob, inputs: TrainerInputs) -> TrainerConfig:
     """The trainer's whole input: the user's spec plus paths inside the pod."""
     model = job.spec.model
     model_path = join(MODEL_DIR, model.pvc.path) if model.source == "pvc" and model.pvc else None
     runtime = TrainerRuntime(
         output_dir=output_dir(job),
-        dataset_dir=dataset_dir(inputs),
+        datasets=[trainer_dataset(d) for d in inputs.datasets],
+        retention=trainer_dataset(inputs.retention) if inputs.retention else None,
         model_path=model_path,
         job_name=job.metadata.name or "",
         namespace=job.metadata.namespace or "",
         job_uid=job.metadata.uid or "",
         termination_log=TERMINATION_LOG,
         progress_interval_seconds=inputs.config.progress_interval_seconds,
-        dataset_fingerprint=inputs.dataset_fingerprint,
     )
     return TrainerConfig(spec=job.spec, runtime=runtime)
 
@@ -155,20 +140,20 @@ def _env(job: SFTJob) -> list[dict[str, Any]]:
 def _volumes(job: SFTJob, inputs: TrainerInputs) -> tuple[list[Any], list[Any]]:
     spec, name = job.spec, job.metadata.name or ""
     shm = {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shm_size}}
+    dataset_volumes, dataset_mounts = data_volumes(inputs)
     volumes = [
         config_volume("config", names.trainer_config(name)),
-        pvc_volume("data", inputs.dataset.claim_name, read_only=True),
+        *dataset_volumes,
         shm,
         {"name": "scratch", "emptyDir": {}},
     ]
-    # The prepared data is mounted by subPath at the same in-pod path: the trainer sees its
-    # own dataset generation and nothing else of the data claim. The output claim is
-    # mounted whole because the hub cache (HF_HOME) at its root is shared by runs; the
-    # output path is checked to stay inside it here (`join`), at admission and by the
-    # trainer. Model claims are mounted whole too: model.pvc.path may name a GGUF file.
+    # The output claim is mounted whole because the hub cache (HF_HOME) at its root is
+    # shared by runs; the output path is checked to stay inside it here (`join`), at
+    # admission and by the trainer. Model claims are mounted whole too: model.pvc.path may
+    # name a GGUF file.
     mounts = [
         mount("config", CONFIG_DIR, read_only=True),
-        mount("data", dataset_dir(inputs), read_only=True, sub_path=inputs.dataset.path),
+        *dataset_mounts,
         mount("shm", "/dev/shm"),
         mount("scratch", SCRATCH_DIR),
     ]

@@ -14,14 +14,16 @@ succeeded says nothing about its siblings (multi-node) or about what the Job wil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kubesft.api import SFTDataset, SFTJob, SFTJobStatus
 from kubesft.api.base import ConditionStatus
 from kubesft.api.job_status import TERMINAL_PHASES, Fingerprint, JobReason
-from kubesft.api.overfitting import detect_overfitting
 from kubesft.api.report import TrainerReason, TrainerReport, TrainerTermination
 from kubesft.operator.conditions import set_condition
+from kubesft.operator.dataset_readiness import dataset_readiness
+from kubesft.operator.job_signals import forgetting_condition, overfitting_condition
 from kubesft.operator.observe import ObservedJob, Termination
 
 OOM_ADVICE = (
@@ -35,7 +37,8 @@ OOM_ADVICE = (
 class JobFacts:
     """Everything the SFTJob's status depends on besides the SFTJob itself."""
 
-    dataset: SFTDataset | None
+    datasets: Sequence[SFTDataset]
+    """The SFTDatasets of spec.dataset_names() that exist (read until the trainer exists)."""
     trainer: ObservedJob | None
     infeasible: str | None = None
     """Why the request cannot run (checked before any trainer pod exists)."""
@@ -59,23 +62,10 @@ class _Status:
         )
 
 
-def _dataset_condition(s: _Status, job: SFTJob, dataset: SFTDataset | None) -> bool:
-    name = job.spec.dataset.name
-    if dataset is None:
-        s.cond("DatasetReady", "False", JobReason.DATASET_NOT_FOUND,
-               f"SFTDataset {name!r} does not exist in this namespace: create it or fix "
-               "spec.dataset.name")  # fmt: skip
-        return False
-    ds = dataset.status
-    if ds is None or ds.phase != "Ready" or ds.observed_generation != dataset.metadata.generation:
-        phase = ds.phase if ds else "Pending"
-        detail = next((c.message for c in (ds.conditions if ds else []) if c.type == "Ready"), "")
-        reason = JobReason.DATASET_FAILED if phase == "Failed" else JobReason.DATASET_NOT_READY
-        message = f"SFTDataset {name!r} is {phase}" + (f": {detail}" if detail else "")
-        s.cond("DatasetReady", "False", reason, message)
-        return False
-    s.cond("DatasetReady", "True", JobReason.DATASET_READY, f"SFTDataset {name!r} is Ready")
-    return True
+def _dataset_condition(s: _Status, job: SFTJob, found: Sequence[SFTDataset]) -> bool:
+    status, reason, message = dataset_readiness(job, found)
+    s.cond("DatasetReady", status, reason, message)
+    return status == "True"
 
 
 def describe_failure(failure: Termination) -> str:
@@ -216,24 +206,15 @@ def _fingerprint_image(st: SFTJobStatus, trainer: ObservedJob, seen: str | None)
         st.fingerprint = fingerprint.model_copy(update={"image": image})
 
 
-def _overfitting_condition(s: _Status, job: SFTJob) -> None:
-    """Overfitting from the reported evaluations (`kubesft.api.overfitting`); left unset
-    until two evaluations exist, since one says nothing about a trend. Once True it stays
-    True: it says the run overfit at some point, which matters after it recovers too."""
-    history = s.value.metrics.eval_history if s.value.metrics else []
-    if len(history) < 2:
-        return
-    patience = job.spec.evaluation.overfitting_patience
-    found = detect_overfitting(history, patience)
-    if found is not None:
-        s.cond("Overfitting", "True", JobReason.OVERFITTING, found.message())
-        return
-    if any(c.type == "Overfitting" and c.status == "True" for c in s.value.conditions):
-        return  # found on evaluations since dropped from the capped history: still true
-    latest = history[-1]
-    s.cond("Overfitting", "False", JobReason.NOT_OVERFITTING,
-           f"eval loss has not risen for {patience} consecutive evaluations while train loss "
-           f"fell (latest {latest.eval_loss:.4g} at step {latest.step})")  # fmt: skip
+def _signals(s: _Status, job: SFTJob) -> None:
+    """Overfitting and Forgetting (`job_signals`): set when there is something to say."""
+    for type_, derive in (
+        ("Overfitting", overfitting_condition),
+        ("Forgetting", forgetting_condition),
+    ):
+        verdict = derive(job, s.value)
+        if verdict is not None:
+            s.cond(type_, *verdict)
 
 
 def derive_job_status(job: SFTJob, facts: JobFacts, now: str) -> SFTJobStatus:
@@ -244,7 +225,7 @@ def derive_job_status(job: SFTJob, facts: JobFacts, now: str) -> SFTJobStatus:
     if st.phase in TERMINAL_PHASES and (trainer is None or st.completion_time):
         return job.status or st  # finished: children may be gone (TTL), the record stays
     if trainer is None:
-        if not _dataset_condition(s, job, facts.dataset):
+        if not _dataset_condition(s, job, facts.datasets):
             st.phase = "WaitingForDataset"
             return st
         if facts.infeasible:
@@ -263,6 +244,6 @@ def derive_job_status(job: SFTJob, facts: JobFacts, now: str) -> SFTJobStatus:
         _finish(s, trainer)
     else:
         _active_phase(s, job, trainer)
-    _overfitting_condition(s, job)
+    _signals(s, job)
     _fingerprint_image(st, trainer, image)
     return st

@@ -18,6 +18,7 @@ import kopf
 
 from kubesft.api.job_status import is_finished
 from kubesft.operator import names
+from kubesft.operator.job_signals import evaluated_step
 from kubesft.operator.reconciler import Reconciler
 from kubesft.operator.startup import make_reconciler
 
@@ -61,7 +62,7 @@ def _resync_loop(
 async def dataset_changed(
     namespace: str, name: str, meta: kopf.Meta, type: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
-    version = (meta.uid, meta.get("generation"))
+    version = (meta.uid, meta.get("generation"), None)
     memo.reconciler.dataset_event(namespace, name, version, type == "DELETED")
 
 
@@ -77,7 +78,8 @@ async def job_changed(
 ) -> None:
     generation = meta.get("generation")
     finished = is_finished(status, generation)
-    memo.reconciler.job_event(namespace, name, (meta.uid, generation), finished, type == "DELETED")
+    version = (meta.uid, generation, evaluated_step(status))
+    memo.reconciler.job_event(namespace, name, version, finished, type == "DELETED")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)

@@ -16,6 +16,7 @@ from kubesft.api.job_status import JobReason
 from kubesft.api.report import TrainerReason
 from kubesft.operator.conditions import get_condition
 from kubesft.operator.derive_job import JobFacts, derive_job_status, describe_failure
+from kubesft.operator.job_signals import SIGNALS
 from kubesft.operator.observe import ObservedJob
 
 PHASE_CAUSE = {
@@ -63,16 +64,30 @@ def plan_job(
 def job_events(
     job: SFTJob, before: SFTJobStatus | None, after: SFTJobStatus, trainer: ObservedJob | None
 ) -> tuple[Event, ...]:
-    """A Warning for each trainer pod started again after a crash, and one Event per phase
-    change carrying the message of the condition behind it (Warning when Failed)."""
+    """A Warning for each trainer pod started again after a crash, one for each signal
+    (Overfitting, Forgetting) that turned True, and one Event per phase change carrying the
+    message of the condition behind it (Warning when Failed)."""
     events = []
     restarted = after.restarts - (before.restarts if before is not None else 0)
     if restarted > 0 and trainer is not None:
         events.append(restart_event(job, after, trainer))
+    events += signal_events(before, after)
     if (before.phase if before is not None else None) != after.phase:
         kind: Literal["Normal", "Warning"] = "Warning" if after.phase == "Failed" else "Normal"
         events.append(Event(kind, after.phase, phase_message(after)))
     return tuple(events)
+
+
+def signal_events(before: SFTJobStatus | None, after: SFTJobStatus) -> list[Event]:
+    """A Warning (reason: the condition's) for each of `job_signals.SIGNALS` that turned
+    True: the moment to look, while the run goes on."""
+    events = []
+    for type_ in SIGNALS:
+        now = get_condition(after.conditions, type_)
+        was = get_condition(before.conditions, type_) if before is not None else None
+        if now is not None and now.status == "True" and (was is None or was.status != "True"):
+            events.append(Event("Warning", now.reason, now.message))
+    return events
 
 
 def restart_event(job: SFTJob, after: SFTJobStatus, trainer: ObservedJob) -> Event:

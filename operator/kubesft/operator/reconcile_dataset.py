@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from kubesft.api import (
     SFT_DATASET,
@@ -25,8 +26,8 @@ from kubesft.api import (
 from kubesft.api.dataset import SOURCE_NOT_FOUND
 from kubesft.api.job_status import TERMINAL_PHASES
 from kubesft.operator import build_dataset, names
-from kubesft.operator.build_trainer import DATA_DIR
 from kubesft.operator.config import OperatorConfig
+from kubesft.operator.dataset_readiness import names_read
 from kubesft.operator.dataset_source import preparation_key, read_sources
 from kubesft.operator.derive_dataset import derive_dataset_status
 from kubesft.operator.kube import Kube, now_rfc3339
@@ -34,6 +35,7 @@ from kubesft.operator.observe import ObservedJob, observe_job
 from kubesft.operator.owner import owner_reference
 from kubesft.operator.pod_parts import location_uri
 from kubesft.operator.status_patch import status_dict, write_status
+from kubesft.operator.trainer_data import DATA_DIR
 
 log = logging.getLogger("kubesft.operator")
 
@@ -85,10 +87,13 @@ def generations_in_use(kube: Kube, dataset: SFTDataset, config: OperatorConfig) 
     """Data folders (keys) of this dataset that unfinished SFTJobs' trainers read."""
     ns, name = dataset.metadata.namespace or "", dataset.metadata.name or ""
     base = dataset.spec.storage.path if dataset.spec.storage else ""
-    stem = f"{DATA_DIR}/{names.dataset_stem(name, base)}/"
+    stem = names.dataset_stem(name, base)
+    claim = build_dataset.data_claim(dataset, config)
+    # build_trainer.dataset_dir; the second: trainers created before mixtures
+    prefixes = (f"{DATA_DIR}/{claim}/{stem}/", f"{DATA_DIR}/{stem}/")
     keys = []
     for job in kube.list_custom(SFT_JOB.plural, ns):
-        if (job.get("spec") or {}).get("dataset", {}).get("name") != name:
+        if name not in names_read(job):
             continue
         if (job.get("status") or {}).get("phase") in TERMINAL_PHASES:
             continue
@@ -97,10 +102,23 @@ def generations_in_use(kube: Kube, dataset: SFTDataset, config: OperatorConfig) 
             runtime = json.loads((cm or {}).get("data", {}).get("config.json", "{}"))["runtime"]
         except (KeyError, TypeError, ValueError):
             continue  # no trainer yet: it will read the dataset's next location
-        folder = str(runtime.get("datasetDir", ""))
-        if folder.startswith(stem):
-            keys.append(folder.removeprefix(stem).strip("/"))
+        for folder in runtime_dirs(runtime, name):
+            prefix = next((p for p in prefixes if folder.startswith(p)), None)
+            if prefix is not None:
+                keys.append(folder.removeprefix(prefix).strip("/"))
     return sorted(set(keys))
+
+
+def runtime_dirs(runtime: dict[str, Any], dataset: str) -> list[str]:
+    """The in-pod folders of `dataset` in a trainer ConfigMap's runtime: its entries in
+    runtime.datasets and runtime.retention, or datasetDir (one dataset, written by
+    operators before mixtures)."""
+    entries = [*(runtime.get("datasets") or []), runtime.get("retention")]
+    dirs = [
+        str(e.get("dir", "")) for e in entries if isinstance(e, dict) and e.get("name") == dataset
+    ]
+    legacy = runtime.get("datasetDir")
+    return dirs + ([str(legacy)] if legacy else [])
 
 
 def retire_superseded_jobs(kube: Kube, ns: str, dataset: str, current: str) -> None:

@@ -12,7 +12,7 @@ from kubesft.api import (
     parse_object,
 )
 from kubesft.api.job_status import TERMINAL_PHASES, is_finished
-from kubesft.operator import build_trainer, names
+from kubesft.operator import build_trainer, names, trainer_data
 from kubesft.operator.config import OperatorConfig
 from kubesft.operator.derive_job import JobFacts
 from kubesft.operator.feasibility import assess
@@ -20,34 +20,31 @@ from kubesft.operator.job_plan import JobPlan, plan_job
 from kubesft.operator.kube import CreateFailed, Kube, Manifest, RejectedObject, now_rfc3339
 from kubesft.operator.observe import ObservedJob, counts_pods, observe_job
 from kubesft.operator.owner import owner_reference
-from kubesft.operator.pod_parts import parse_location
 from kubesft.operator.precheck import precheck
 from kubesft.operator.status_patch import patch_status, post_event, status_dict
 
 
-def _dataset(kube: Kube, job: SFTJob) -> SFTDataset | None:
-    raw = kube.get_custom(SFT_DATASET.plural, job.metadata.namespace or "", job.spec.dataset.name)
-    if raw is None:
-        return None
-    dataset = parse_object(raw)
-    assert isinstance(dataset, SFTDataset)
-    return dataset
+def _datasets(kube: Kube, job: SFTJob) -> list[SFTDataset]:
+    """The SFTDatasets the job reads (`spec.dataset_names()`) that exist."""
+    found = []
+    for name in job.spec.dataset_names():
+        raw = kube.get_custom(SFT_DATASET.plural, job.metadata.namespace or "", name)
+        if raw is not None:
+            dataset = parse_object(raw)
+            assert isinstance(dataset, SFTDataset)
+            found.append(dataset)
+    return found
 
 
 def _create_children(
-    kube: Kube, job: SFTJob, dataset: SFTDataset, config: OperatorConfig
+    kube: Kube, job: SFTJob, datasets: list[SFTDataset], config: OperatorConfig
 ) -> tuple[Manifest, Manifest]:
     """ConfigMap, ServiceAccount, Role (and Service) at once → RoleBinding → Job, each
     create-or-get by name.
 
     Returns the ConfigMap and the Job as the API returned them.
     """
-    assert dataset.status is not None and dataset.status.location is not None
-    inputs = build_trainer.TrainerInputs(
-        dataset=parse_location(dataset.status.location),
-        dataset_fingerprint=dataset.status.fingerprint,
-        config=config,
-    )
+    inputs = trainer_data.trainer_inputs(job, datasets, config)
     account, role, binding = build_trainer.build_rbac(job)
     independent = [build_trainer.build_config_map(job, inputs), account, role]
     if job.spec.resources.nodes > 1:
@@ -125,18 +122,18 @@ def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str)
     cm: Manifest | None = None
     plan: JobPlan | None = None
     if trainer is None:
-        # The dataset matters only until the trainer exists (its location is in the
-        # ConfigMap from then on), so it is read only here.
-        dataset = _dataset(kube, job)
+        # The datasets matter only until the trainer exists (their locations are in the
+        # ConfigMap from then on), so they are read only here.
+        datasets = _datasets(kube, job)
         assessment = assess(job, config)
-        facts = JobFacts(dataset, None, assessment.problem, assessment.message)
+        facts = JobFacts(datasets, None, assessment.problem, assessment.message)
         plan = plan_job(job, facts, now_rfc3339(), previous=previous)
-        if plan.create_trainer and dataset is not None:
-            problems = precheck(job, dataset)
+        if plan.create_trainer:
+            problems = precheck(job, {d.metadata.name or "": d for d in datasets})
             if problems:  # reported by the reconciler as Failed/InvalidSpec + a Warning
                 raise InvalidSpec(problems)
             try:
-                cm, trainer = _create_children(kube, job, dataset, config)
+                cm, trainer = _create_children(kube, job, datasets, config)
             except RejectedObject as err:  # the same: a condition and a Warning naming it
                 raise InvalidSpec([str(err)]) from None
             except CreateFailed as err:  # e.g. quota, RBAC, apiserver down: retried
@@ -151,7 +148,7 @@ def reconcile_job(kube: Kube, config: OperatorConfig, namespace: str, name: str)
             # startTime is recorded in the same reconcile that adopts the ConfigMap, so
             # once it is set the adoption has happened: no need to read the ConfigMap.
             _adopt_config(kube, job, trainer, cm)
-        facts = JobFacts(None, _observe(kube, trainer))
+        facts = JobFacts([], _observe(kube, trainer))
         plan = plan_job(job, facts, now_rfc3339(), previous=previous)
     assert plan is not None
     patch_status(kube, SFT_JOB.plural, raw, status_dict(previous), plan.status)

@@ -14,6 +14,7 @@ from kubesft.api import SFT_DATASET, SFT_JOB, InvalidSpec
 from kubesft.api.job_status import is_finished
 from kubesft.operator import names
 from kubesft.operator.config import OperatorConfig
+from kubesft.operator.dataset_readiness import names_read
 from kubesft.operator.dataset_source import follows_source
 from kubesft.operator.kube import Kube, now_rfc3339
 from kubesft.operator.metrics import RECONCILE_SECONDS, RECONCILES, PhaseBook
@@ -26,7 +27,9 @@ Reconcile = Callable[[Kube, OperatorConfig, str, str], "str | None"]
 
 
 Key = tuple[str, str, str]  # kind, namespace, name
-Version = tuple[str, "int | None"]  # uid and metadata.generation: which spec of which object
+Version = tuple[str, "int | None", "int | None"]
+"""uid, metadata.generation (which spec of which object) and, for an SFTJob, the step of
+the latest evaluation its trainer reported (`job_signals.evaluated_step`)."""
 WORKERS = 8
 """Reconciles running at once; each mostly waits for the API server."""
 
@@ -40,7 +43,9 @@ class Reconciler:
     Events of an SFTJob or SFTDataset whose spec version (uid, generation) a reconcile
     has already covered are skipped: without a new generation only status and metadata
     changed, i.e. our own status writes and the trainer's progress reports, and no
-    decision depends on those (children announce their changes with their own events).
+    decision depends on those (children announce their changes with their own events);
+    but a new evaluation is part of an SFTJob's version, since the Overfitting and
+    Forgetting conditions are derived from it.
     """
 
     def __init__(self, kube: Kube, config: OperatorConfig) -> None:
@@ -197,14 +202,15 @@ class Reconciler:
         self.owner_changed(namespace, labels)
 
     def jobs_using(self, namespace: str, dataset: str) -> None:
-        """A dataset changed: its waiting SFTJobs may move on."""
+        """A dataset changed: the waiting SFTJobs that read it (a member or the retention
+        set) may move on."""
         for obj in self.kube.list_custom(SFT_JOB.plural, namespace):
             waiting = (obj.get("status") or {}).get("phase") in (
                 None,
                 "Pending",
                 "WaitingForDataset",
             )
-            if obj.get("spec", {}).get("dataset", {}).get("name") == dataset and waiting:
+            if waiting and dataset in names_read(obj):
                 self.enqueue(SFT_JOB.kind, namespace, obj["metadata"]["name"])
 
     def _stale(self, kind: str, obj: dict[str, Any], now: float) -> bool:

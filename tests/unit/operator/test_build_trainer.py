@@ -125,7 +125,9 @@ def test_config_map_carries_spec_and_runtime_paths() -> None:
     )
     cm = build_trainer.build_config_map(sft, inputs())
     cfg = TrainerConfig.model_validate(json.loads(cm["data"]["config.json"]))
-    assert cfg.runtime.dataset_dir == "/data/datasets/quickstart/g1"
+    (data,) = cfg.runtime.datasets
+    assert (data.name, data.dir) == ("quickstart", "/data/kubesft-data/datasets/quickstart/g1")
+    assert cfg.runtime.retention is None
     assert cfg.runtime.output_dir == "/output/run" and cfg.runtime.model_path == "/model/tiny"
     assert cfg.runtime.job_name == "demo" and cfg.runtime.dataset_fingerprint == "abc"
     assert cfg.spec == sft.spec

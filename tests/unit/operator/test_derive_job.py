@@ -14,7 +14,7 @@ def conditions(status: SFTJobStatus) -> dict[str, tuple[str, str, str]]:
 
 
 def test_missing_dataset_waits_and_says_what_to_do() -> None:
-    st = derive_job_status(job(), JobFacts(None, None), NOW)
+    st = derive_job_status(job(), JobFacts([], None), NOW)
     assert st.phase == "WaitingForDataset"
     status, reason, message = conditions(st)["DatasetReady"]
     assert (status, reason) == ("False", "DatasetNotFound") and "spec.dataset.name" in message
@@ -35,7 +35,7 @@ def test_failed_dataset_keeps_the_job_waiting_with_its_rows() -> None:
             ],
         }
     )
-    st = derive_job_status(job(), JobFacts(failed, None), NOW)
+    st = derive_job_status(job(), JobFacts([failed], None), NOW)
     assert st.phase == "WaitingForDataset"
     _, reason, message = conditions(st)["DatasetReady"]
     assert reason == "DatasetFailed" and "row 2" in message
@@ -43,37 +43,37 @@ def test_failed_dataset_keeps_the_job_waiting_with_its_rows() -> None:
 
 def test_stale_dataset_generation_is_not_ready() -> None:
     stale = dataset(READY, generation=2)
-    assert derive_job_status(job(), JobFacts(stale, None), NOW).phase == "WaitingForDataset"
+    assert derive_job_status(job(), JobFacts([stale], None), NOW).phase == "WaitingForDataset"
 
 
 def test_infeasible_request_fails_before_any_pod() -> None:
-    st = derive_job_status(job(), JobFacts(dataset(READY), None, "use method.type qlora"), NOW)
+    st = derive_job_status(job(), JobFacts([dataset(READY)], None, "use method.type qlora"), NOW)
     assert st.phase == "Failed"
     assert conditions(st)["Feasible"] == ("False", "Infeasible", "use method.type qlora")
 
 
 def test_ready_and_feasible_is_pending_creation() -> None:
-    st = derive_job_status(job(), JobFacts(dataset(READY), None), NOW)
+    st = derive_job_status(job(), JobFacts([dataset(READY)], None), NOW)
     assert st.phase == "Pending" and conditions(st)["Feasible"][0] == "True"
 
 
 def test_feasible_names_the_strategy_and_the_per_gpu_estimate() -> None:
     fits = "sharded (fsdp) over 16 GPUs, ~20.8 GiB per GPU"
-    st = derive_job_status(job(), JobFacts(dataset(READY), None, None, fits), NOW)
+    st = derive_job_status(job(), JobFacts([dataset(READY)], None, None, fits), NOW)
     assert conditions(st)["Feasible"][:2] == ("True", "Feasible")
     assert conditions(st)["Feasible"][2].startswith(fits)
 
 
 def test_running_queued_and_suspended() -> None:
     ready = dataset(READY)
-    running = derive_job_status(job(), JobFacts(ready, observed(running_pods=1)), NOW)
+    running = derive_job_status(job(), JobFacts([ready], observed(running_pods=1)), NOW)
     assert running.phase == "Running" and conditions(running)["Running"][0] == "True"
     assert running.start_time == NOW
-    queued = derive_job_status(job(), JobFacts(ready, observed(suspended=True)), NOW)
+    queued = derive_job_status(job(), JobFacts([ready], observed(suspended=True)), NOW)
     assert queued.phase == "Queued" and conditions(queued)["Admitted"][1] == "WaitingForQueue"
-    paused = derive_job_status(job(suspend=True), JobFacts(ready, observed(suspended=True)), NOW)
+    paused = derive_job_status(job(suspend=True), JobFacts([ready], observed(suspended=True)), NOW)
     assert paused.phase == "Suspended" and "spec.suspend" in conditions(paused)["Admitted"][2]
-    pending = derive_job_status(job(), JobFacts(ready, observed()), NOW)
+    pending = derive_job_status(job(), JobFacts([ready], observed()), NOW)
     assert pending.phase == "Queued" and conditions(pending)["Admitted"][0] == "True"
 
 
@@ -97,7 +97,7 @@ def test_success_copies_the_trainer_report_with_its_reason() -> None:
         terminations=(ended(0, "Completed", summary),),
         image="kubesft/trainer@sha256:" + "e" * 64,
     )
-    st = derive_job_status(job(), JobFacts(dataset(READY), done), NOW)
+    st = derive_job_status(job(), JobFacts([dataset(READY)], done), NOW)
     assert st.phase == "Succeeded" and st.progress is not None and st.progress.percent == 100
     assert st.evaluation is not None and st.evaluation.samples[0].after == "y"
     assert st.best_checkpoint == "c10" and st.checkpoints[0].eval_loss == 0.9
@@ -119,7 +119,7 @@ def test_exit_code_2_fails_with_the_trainers_own_reason_and_message() -> None:
         conditions={"Failed": ("True", "PodFailurePolicy", "rule 0")},
         terminations=(ended(2, "Error", msg),),
     )
-    st = derive_job_status(job(), JobFacts(dataset(READY), failed), NOW)
+    st = derive_job_status(job(), JobFacts([dataset(READY)], failed), NOW)
     assert st.phase == "Failed"
     _, reason, message = conditions(st)["Failed"]
     assert reason == "InvalidInput" and message == msg["message"]
@@ -132,7 +132,7 @@ def test_a_failure_without_a_termination_message_names_the_exit_and_the_log_tail
         conditions={"Failed": ("True", "PodFailurePolicy", "rule 0 matched")},
         terminations=(ended(2, "Error", "loading\nValueError: bad things"),),
     )
-    _, reason, message = conditions(derive_job_status(job(), JobFacts(None, failed), NOW))["Failed"]
+    _, reason, message = conditions(derive_job_status(job(), JobFacts([], failed), NOW))["Failed"]
     assert reason == "TrainerFailed"
     assert "exit code 2 (Error)" in message and "ValueError: bad things" in message
 
@@ -144,7 +144,7 @@ def test_oom_killed_suggests_what_to_change() -> None:
         terminations=(ended(137, "OOMKilled"),),
         restarts=3,
     )
-    st = derive_job_status(job(), JobFacts(dataset(READY), oom), NOW)
+    st = derive_job_status(job(), JobFacts([dataset(READY)], oom), NOW)
     _, reason, message = conditions(st)["Failed"]
     assert reason == "OOMKilled" and "qlora" in message and "microBatchSize" in message
     assert st.restarts == 3
@@ -153,13 +153,13 @@ def test_oom_killed_suggests_what_to_change() -> None:
 def test_finished_status_is_kept_when_children_are_gone() -> None:
     finished: SFTJob = job()
     finished.status = SFTJobStatus(phase="Succeeded", completion_time="t")
-    assert derive_job_status(finished, JobFacts(None, None), NOW).phase == "Succeeded"
+    assert derive_job_status(finished, JobFacts([], None), NOW).phase == "Succeeded"
 
 
 def test_transition_time_kept_while_condition_holds() -> None:
     first = job()
-    first.status = derive_job_status(first, JobFacts(None, None), "t1")
-    again = derive_job_status(first, JobFacts(None, None), "t2")
+    first.status = derive_job_status(first, JobFacts([], None), "t1")
+    again = derive_job_status(first, JobFacts([], None), "t2")
     assert (
         next(c for c in again.conditions if c.type == "DatasetReady").last_transition_time == "t1"
     )

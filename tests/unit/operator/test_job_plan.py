@@ -24,7 +24,7 @@ def two_nodes() -> SFTJob:
 
 def step(sft: SFTJob, trainer: Any, now: str = NOW) -> JobPlan:
     """Plan against `trainer` (None: not created yet), then carry the status forward."""
-    plan = plan_job(sft, JobFacts(dataset(READY), trainer), now)
+    plan = plan_job(sft, JobFacts([dataset(READY)], trainer), now)
     sft.status = plan.status
     return plan
 
@@ -166,16 +166,16 @@ def test_every_transition_event_carries_its_conditions_message() -> None:
 
 def test_infeasible_event_carries_the_feasible_message_not_the_datasets() -> None:
     problem = "method.type qlora needs a GPU: set resources.gpus to at least 1"
-    plan = plan_job(job(), JobFacts(dataset(READY), None, problem), NOW)
+    plan = plan_job(job(), JobFacts([dataset(READY)], None, problem), NOW)
     assert plan.events == (Event("Warning", "Failed", problem),)
     assert condition(plan.status, "Feasible") == ("False", "Infeasible", problem)
     assert not plan.create_trainer
 
 
 def test_ready_and_feasible_plans_the_trainer() -> None:
-    plan = plan_job(job(), JobFacts(dataset(READY), None), NOW)
+    plan = plan_job(job(), JobFacts([dataset(READY)], None), NOW)
     assert plan.create_trainer and plan.status.phase == "Pending"
-    assert not plan_job(job(), JobFacts(None, None), NOW).create_trainer
+    assert not plan_job(job(), JobFacts([], None), NOW).create_trainer
 
 
 def test_suspend_and_resume_is_not_taken_for_a_restart() -> None:

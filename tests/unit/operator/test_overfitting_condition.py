@@ -25,7 +25,7 @@ def running_with(evals: list[tuple[float, float]], **spec: Any) -> SFTJob:
 
 
 def overfitting(obj: SFTJob) -> tuple[str, str, str] | None:
-    st = derive_job_status(obj, JobFacts(dataset(READY), observed(running_pods=1)), NOW)
+    st = derive_job_status(obj, JobFacts([dataset(READY)], observed(running_pods=1)), NOW)
     found = [(c.status, c.reason, c.message) for c in st.conditions if c.type == "Overfitting"]
     return found[0] if found else None
 
@@ -54,7 +54,7 @@ def test_true_stays_true_when_the_window_left_the_history() -> None:
     assert obj.status is not None
     obj.status.conditions = derive_job_status(
         running_with([(2.0, 1.0), (1.5, 1.1), (1.0, 1.2), (0.8, 1.3)]),
-        JobFacts(dataset(READY), observed(running_pods=1)),
+        JobFacts([dataset(READY)], observed(running_pods=1)),
         NOW,
     ).conditions
     status, reason, _ = overfitting(obj) or ("", "", "")

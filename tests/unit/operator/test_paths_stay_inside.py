@@ -6,7 +6,7 @@ import pytest
 
 from kubesft.api import InvalidSpec, SFTJob, parse_object
 from kubesft.api.base import PVCLocation
-from kubesft.operator import build_trainer
+from kubesft.operator import build_trainer, trainer_data
 from kubesft.operator.pod_parts import inside_volume, join
 from tests.support.invalid_manifests import valid_job
 from tests.unit.operator.fixtures import inputs, job
@@ -49,9 +49,27 @@ def test_prepared_data_is_mounted_by_subpath_at_its_own_path() -> None:
     (data,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "data"]
     assert data == {
         "name": "data",
-        "mountPath": f"/data/{loc.path}",
+        "mountPath": f"/data/{loc.claim_name}/{loc.path}",
         "readOnly": True,
         "subPath": loc.path,
     }
     cfg = build_trainer.trainer_config(job(), inputs())
-    assert cfg.runtime.dataset_dir == data["mountPath"]
+    assert cfg.runtime.datasets[0].dir == data["mountPath"]
+
+
+@pytest.mark.parametrize("path", ESCAPING)
+def test_no_mixture_member_or_retention_set_mounts_outside_its_claim(path: str) -> None:
+    """Every dataset a job reads goes through the same check, whichever its place."""
+    members = [{"name": "chat"}, {"name": "code"}]
+    sft = job(dataset=None, datasets=members, evaluation={"retention": {"name": "held"}})
+    good = PVCLocation(claim_name="kubesft-data", path="datasets/x/g1")
+    bad = PVCLocation.model_construct(claim_name="kubesft-data", path=path)  # unvalidated
+    for place in ("member", "retention"):
+        chat = trainer_data.DatasetInput("chat", good, None)
+        code = trainer_data.DatasetInput("code", bad if place == "member" else good, None)
+        held = trainer_data.DatasetInput("held", bad if place == "retention" else good, None)
+        inputs_ = trainer_data.TrainerInputs((chat, code), inputs().config, held)
+        with pytest.raises(ValueError, match="leaves its volume"):
+            build_trainer.build_config_map(sft, inputs_)
+        with pytest.raises(ValueError, match="leaves its volume"):
+            build_trainer.build_job(sft, inputs_)

@@ -28,6 +28,8 @@ TRAIN_SCALARS = {
 }
 """metrics.jsonl train fields → scalar names (TensorBoard tags, MLflow metric keys)."""
 NOT_SCALARS = frozenset({"type", "step", "totalSteps", "etaSeconds", "tokens", "time"})
+RETENTION_SCALARS = ("loss", "lossBefore", "relativeChange")
+"""Fields of an eval record's `retention` plotted as `retention/<snake_case>`."""
 
 
 @runtime_checkable
@@ -71,7 +73,9 @@ def scalars(record: Mapping[str, Any]) -> dict[str, float]:
 
     Train fields map through TRAIN_SCALARS; every numeric eval field becomes
     `eval/<snake_case>` (`evalLoss` → `eval/loss`), and a nested mapping (eval per member
-    dataset, `{"datasets": {"chat": {"evalLoss": 1.2}}}`) `eval/chat/loss`.
+    dataset, `{"datasets": {"chat": {"evalLoss": 1.2}}}`) `eval/chat/loss`; the retention
+    status (`{"retention": {"loss": 2.1, "relativeChange": 0.05}}`) `retention/loss` and
+    `retention/relative_change`.
     """
     kind = record.get("type")
     if kind == "train":
@@ -81,7 +85,13 @@ def scalars(record: Mapping[str, Any]) -> dict[str, float]:
             if _is_number(record.get(key))
         }
     if kind == "eval":
-        return _flatten("eval", {k: v for k, v in record.items() if k not in NOT_SCALARS})
+        fields = {k: v for k, v in record.items() if k not in NOT_SCALARS | {"retention"}}
+        retention = record.get("retention") or {}
+        return _flatten("eval", fields) | {
+            f"retention/{_snake(key)}": float(retention[key])
+            for key in RETENTION_SCALARS
+            if _is_number(retention.get(key))
+        }
     return {}
 
 
@@ -92,7 +102,8 @@ def _flatten(prefix: str, fields: Mapping[str, Any]) -> dict[str, float]:
             # A map of member datasets: its keys are dataset names, kept as written.
             for name, inner in value.items():
                 if isinstance(inner, Mapping):
-                    out |= _flatten(f"{prefix}/{name}", inner)
+                    kept = {k: v for k, v in inner.items() if k not in NOT_SCALARS}
+                    out |= _flatten(f"{prefix}/{name}", kept)
         elif _is_number(value):
             out[f"{prefix}/{_snake(key)}"] = float(value)
     return out

@@ -162,8 +162,10 @@ def _tags(config: TrainerConfig) -> dict[str, str]:
     tags = {
         "kubesft.model": spec.model.name,
         "kubesft.method": spec.method.type,
-        "kubesft.dataset": spec.dataset.name,
+        "kubesft.dataset": ",".join(spec.training_dataset_names()),
     }
+    if spec.evaluation.retention is not None:
+        tags["kubesft.retentionDataset"] = spec.evaluation.retention.name
     if runtime.job_name:
         tags["kubesft.job"] = runtime.job_name
     if runtime.namespace:
