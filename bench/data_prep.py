@@ -128,20 +128,22 @@ def benchmark(work: Path, settings: Settings, results: Path) -> str:
     trl_bins: list[list[int]] = []  # seq_lengths of each TRL packed row
     chunks = range(0, len(rows), settings.chunk)
     chunk_rates: dict[str, list[float]] = {"kubesft": [], "trl": []}
+    chunk_cpu: dict[str, list[float]] = {"kubesft": [], "trl": []}
     for number, start in enumerate(chunks):
         chunk = rows[start : start + settings.chunk]
 
         def kubesft_chunk(chunk: list[dict[str, Any]] = chunk) -> None:
-            before = ours.wall
+            before, before_cpu = ours.wall, ours.cpu
             split = ours.time(
                 lambda: data.tokenize_split(chunk, kubesft_tokenizer, training, template, "bench")
             )
             examples.extend(split.examples)
             chunk_rates["kubesft"].append(len(chunk) / (ours.wall - before))
+            chunk_cpu["kubesft"].append(ours.cpu - before_cpu)
 
         def trl_chunk(chunk: list[dict[str, Any]] = chunk) -> None:
             dataset = conversion.time(lambda: datasets.Dataset.from_list(chunk))
-            before = theirs.wall
+            before, before_cpu = theirs.wall, theirs.cpu
             packed = theirs.time(
                 lambda: trainer._prepare_dataset(
                     dataset, trl_tokenizer, trainer.args, True, None, "train"
@@ -149,6 +151,7 @@ def benchmark(work: Path, settings: Settings, results: Path) -> str:
             )
             trl_bins.extend(packed["seq_lengths"])
             chunk_rates["trl"].append(len(chunk) / (theirs.wall - before))
+            chunk_cpu["trl"].append(theirs.cpu - before_cpu)
 
         for side in (kubesft_chunk, trl_chunk) if number % 2 == 0 else (trl_chunk, kubesft_chunk):
             # Untimed: neither side pays for collections that objects the other left caused.
@@ -168,6 +171,7 @@ def benchmark(work: Path, settings: Settings, results: Path) -> str:
         theirs,
         conversion,
         chunk_rates,
+        chunk_cpu,
         fidelity,
         packing={
             "kubesftBfd": {
@@ -296,6 +300,7 @@ def summarize(
     theirs: Clock,
     conversion: Clock,
     chunk_rates: dict[str, list[float]],
+    chunk_cpu: dict[str, list[float]],
     fidelity: dict[str, Any],
     packing: dict[str, Any],
 ) -> dict[str, Any]:
@@ -326,12 +331,14 @@ def summarize(
             "wallSeconds": round(ours.wall, 2),
             "cpuSeconds": round(ours.cpu, 2),
             "examplesPerSecondByChunk": [round(x, 1) for x in chunk_rates["kubesft"]],
+            "cpuSecondsByChunk": [round(x, 2) for x in chunk_cpu["kubesft"]],
         },
         "trl": {
             "examplesPerSecond": round(theirs_rate, 1),
             "wallSeconds": round(theirs.wall, 2),
             "cpuSeconds": round(theirs.cpu, 2),
             "examplesPerSecondByChunk": [round(x, 1) for x in chunk_rates["trl"]],
+            "cpuSecondsByChunk": [round(x, 2) for x in chunk_cpu["trl"]],
             "datasetFromListSeconds": round(conversion.wall, 2),
             "note": "Dataset.from_list (rows -> Arrow) is not counted in TRL's time",
         },
