@@ -334,6 +334,42 @@ def test_split_names_the_line_of_a_bad_row_in_a_batch(tiny_tokenizer, monkeypatc
         )
 
 
+def test_split_names_a_row_the_tokenizer_refuses_while_other_chunks_are_in_flight(
+    monkeypatch,
+) -> None:
+    """Encoding runs on a second thread, chunks ahead of rendering; its error still names
+    the row, and the split leaves Python's garbage collector as it found it."""
+    import gc
+
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.eos_token = None  # text rows need an eos; chat rows do not
+    monkeypatch.setattr(data, "TOKENIZE_BATCH", 2)
+    chat = {"messages": CONVERSATION[1:3]}
+    rows = [chat] * 7 + [{"text": "Plain text to learn from."}] + [chat] * 6
+    with pytest.raises(UserError, match=r"train.jsonl line 8: the tokenizer has no eos_token"):
+        data.tokenize_split(
+            rows, tokenizer, Training(), load_builtin_template("chatml"), "train.jsonl"
+        )
+    assert gc.isenabled()
+    # In order across chunks: each row's example is the one it gives alone.
+    varied = [{"messages": CONVERSATION[: 3 + 2 * (i % 3)]} for i in range(9)]
+    split = data.tokenize_split(
+        varied, tokenizer, Training(), load_builtin_template("chatml"), "train.jsonl"
+    )
+    alone = [
+        tokenize_example(
+            row,
+            tokenizer,
+            loss_on="assistant",
+            max_seq_length=Training().max_seq_length,
+            chat_template=load_builtin_template("chatml"),
+        )
+        for row in varied
+    ]
+    assert [e.input_ids for e in split.examples] == [e.input_ids for e in alone]
+    assert [e.labels for e in split.examples] == [e.labels for e in alone]
+
+
 def test_template_without_generation_prompt_does_not_grade_its_answer_header(
     tiny_tokenizer,
 ) -> None:
