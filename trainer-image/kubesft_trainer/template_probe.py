@@ -168,7 +168,12 @@ def token_end(text: str, at: int) -> int:
 
 
 def common_prefix(a: str, b: str) -> int:
-    """Length of the longest common prefix of two strings (binary search over C compares)."""
+    """Length of the longest common prefix of two strings (binary search over C compares;
+    one compare when one is a prefix of the other, as a prompt usually is of its turn)."""
+    if b.startswith(a):
+        return len(a)
+    if a.startswith(b):
+        return len(b)
     low, high = 0, min(len(a), len(b))
     while low < high:
         middle = (low + high + 1) // 2
