@@ -240,7 +240,7 @@ def _full_collections_paused() -> Iterator[None]:
     Tokenizing builds a few long-lived lists per example and no reference cycles, yet
     CPython's automatic collector walks every object the process holds (torch,
     transformers, the rows, all examples so far) each time enough new objects survive:
-    about a tenth of preparation time on ChatML. `_tokenize_chunk` collects the young
+    about a tenth of preparation time on ChatML. `_tokenize_chunks` collects the young
     generations itself, so garbage a chat template might leave in cycles stays bounded.
     """
     enabled = gc.isenabled()
