@@ -47,7 +47,8 @@ class Settings:
     before: str = "4ffbfc0"
     """The last commit before the faster renderer, span-edge offsets and encoder thread."""
     conversations: int = 20_000
-    chunk: int = 2_000
+    chunk: int = 5_000
+    """Rows per `tokenize_split` call, as in `data_prep.py` (several tokenizer batches each)."""
     template: str = "chatml"
     max_seq_length: int = 1024
     seed: int = 7
