@@ -9,11 +9,10 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from kubesft.api import GROUP, SFT_JOB, VERSION
+from tests.support import trainer_faults
 from tests.support.node_runner import NodeRunner
 from tests.support.operator_process import OperatorProcess
 from tests.support.sft_cluster import Cluster, quickstart, wait_for
-
-SLEEP_AFTER_STEP = "KUBESFT_TEST_SLEEP_AFTER_STEP"
 
 
 def _patch(cluster: Cluster, spec: dict[str, object]) -> None:
@@ -26,8 +25,7 @@ def test_deadline_edited_on_a_running_job_stops_it(
     cluster: Cluster, operator: OperatorProcess, node_runner: NodeRunner
 ) -> None:
     # Parked after step 2, the trainer cannot finish before the edited deadline applies.
-    node_runner.set_image_env(SLEEP_AFTER_STEP, "2")
-    try:
+    with trainer_faults.in_trainer_pods(node_runner, trainer_faults.SLEEP, "2"):
         cluster.apply(quickstart(activeDeadlineSeconds=3600))
         wait_for("trainer running", cluster.phase_is(SFT_JOB.plural, "quickstart", "Running"))
         with pytest.raises(ApiException) as refused:  # what is trained stays as started
@@ -38,8 +36,6 @@ def test_deadline_edited_on_a_running_job_stops_it(
             "job finished",
             cluster.phase_is(SFT_JOB.plural, "quickstart", "Failed", "Succeeded"),
         )
-    finally:
-        node_runner.set_image_env(SLEEP_AFTER_STEP, None)
     st = cluster.status(SFT_JOB.plural, "quickstart")
     failed = next(c for c in st["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "DeadlineExceeded", json.dumps(st, indent=1)

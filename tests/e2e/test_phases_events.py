@@ -16,11 +16,11 @@ from kubernetes import watch
 from urllib3.exceptions import ProtocolError
 
 from kubesft.api import GROUP, SFT_DATASET, SFT_JOB, VERSION
+from tests.support import trainer_faults
 from tests.support.node_runner import NodeRunner
 from tests.support.operator_process import OperatorProcess
 from tests.support.sft_cluster import Cluster, metrics, quickstart, wait_for
 
-SLEEP_AFTER_STEP = "KUBESFT_TEST_SLEEP_AFTER_STEP"
 ORDER = {"Pending": 0, "WaitingForDataset": 1, "Queued": 2, "Running": 3, "Succeeded": 4}
 ORDER["Failed"] = 4
 
@@ -84,15 +84,13 @@ def test_a_crash_is_retried_with_a_warning_and_no_phase_goes_backwards(
 ) -> None:
     output = cluster.pvc("kubesft-outputs") / "quickstart"
     with watched_phases(cluster) as phases:
-        node_runner.set_image_env(SLEEP_AFTER_STEP, "10")  # parks right after checkpoint 10
-        try:
+        # Parks right after checkpoint 10.
+        with trainer_faults.in_trainer_pods(node_runner, trainer_faults.SLEEP, "10"):
             cluster.apply(quickstart())
             wait_for("checkpoint 10", lambda: (output / "checkpoints/step-10/COMPLETE").exists())
             (pod,) = wait_for("one trainer pod", lambda: trainer_pods(cluster))
             node_runner.kill(cluster.ns, pod)
             wait_for("a second pod", lambda: len(trainer_pods(cluster)) == 2)
-        finally:
-            node_runner.set_image_env(SLEEP_AFTER_STEP, None)
         done = cluster.phase_is(SFT_JOB.plural, "quickstart", "Succeeded", "Failed")
         wait_for("job finished", done)
         wait_for("the watch saw the end", lambda: phases and phases[-1] in ("Succeeded", "Failed"))

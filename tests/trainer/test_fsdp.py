@@ -14,7 +14,6 @@ from safetensors.torch import load_file
 from transformers import LlamaForCausalLM
 
 from kubesft_trainer import checkpoint
-from kubesft_trainer.loop import TEST_SLEEP_AFTER_STEP
 from kubesft_trainer.sharding import SHARDED_DIR
 from tests.support.sft_run import (
     run_trainer,
@@ -24,6 +23,7 @@ from tests.support.sft_run import (
     write_config,
     write_prepared_dataset,
 )
+from tests.support.trainer_faults import SLEEP as TEST_SLEEP_AFTER_STEP
 
 FULL = {"type": "full", "lora": None}
 GLOO = {"GLOO_SOCKET_IFNAME": "lo"}

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from kubesft.api.report import TrainerReason
-from kubesft_trainer.loop import TEST_SLEEP_AFTER_STEP
 from tests.support.sft_run import (
     run_trainer,
     trainer_config,
@@ -19,6 +18,7 @@ from tests.support.sft_run import (
     write_prepared_dataset,
     write_text_dataset,
 )
+from tests.support.trainer_faults import SLEEP as TEST_SLEEP_AFTER_STEP
 from tests.trainer.test_resume import start, wait_for_line
 
 DIGITS = [*"0123456789", "?", "!", ":"]

@@ -17,7 +17,7 @@ from kubesft_trainer import checkpoint
 from kubesft_trainer.checkpoint import Progress
 from kubesft_trainer.collate import collate_packed
 from kubesft_trainer.data import DataPosition
-from kubesft_trainer.loop import TEST_SLEEP_AFTER_STEP, backward_step
+from kubesft_trainer.loop import backward_step
 from kubesft_trainer.masking import TokenizedExample
 from tests.support.sft_run import (
     run_trainer,
@@ -27,6 +27,7 @@ from tests.support.sft_run import (
     write_config,
     write_prepared_dataset,
 )
+from tests.support.trainer_faults import SLEEP as TEST_SLEEP_AFTER_STEP
 
 # Dropout and NEFTune draw random numbers every step, so only restored RNG states match.
 TRAINING = {"maxSteps": 10, "gradientAccumulation": 2, "neftuneAlpha": 5.0}

@@ -22,6 +22,7 @@ from kubesft_trainer import cli
 from kubesft_trainer.exit_codes import UserError
 from kubesft_trainer.s3 import s3_filesystem
 from kubesft_trainer.sources import read_source
+from tests.support import trainer_faults
 from tests.support.s3_server import S3Endpoint
 from tests.support.sft_run import (
     trainer_command,
@@ -91,7 +92,7 @@ def test_a_fresh_pod_resumes_from_the_bucket(
     url = f"s3://{bucket}/run"
     first = subprocess.Popen(
         trainer_command(s3_job_config(tmp_path, tiny_model_dir, url, "pod-1")),
-        env=trainer_env(**s3_env.env(), KUBESFT_TEST_SLEEP_AFTER_STEP="2"),
+        env=trainer_env(**s3_env.env(), **{trainer_faults.SLEEP: "2"}),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

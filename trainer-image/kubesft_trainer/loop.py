@@ -11,7 +11,6 @@ used: it divides by the number of micro-batches, which is exactly the bias avoid
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -43,9 +42,6 @@ from kubesft_trainer.graded_loss import install_graded_loss
 from kubesft_trainer.health import HangWatchdog, Preempted, StopRequest, check_finite
 from kubesft_trainer.masking import IGNORE_INDEX, TokenizedExample
 from kubesft_trainer.remote_output import RemoteOutput
-
-TEST_SLEEP_AFTER_STEP = "KUBESFT_TEST_SLEEP_AFTER_STEP"
-"""Test hook: after this step (and its checkpoint) the trainer sleeps, to be killed there."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +178,6 @@ def train_loop(session: Session, progress: Progress) -> Progress:
             _save_checkpoint(session, progress)
         if session.watchdog is not None:
             session.watchdog.beat(progress.step)
-        _test_sleep(progress.step)
         if progress.step < plan.total_steps and session.stop.agreed(session.accelerator):
             if not saved:
                 _save_checkpoint(session, progress)
@@ -330,13 +325,6 @@ def _save_checkpoint(session: Session, progress: Progress) -> None:
         kept=[remote.url_of(path, output_dir) for path in on_disk],
     )
     remote.upload_resume_files(output_dir)  # the checkpoint's record included
-
-
-def _test_sleep(step: int) -> None:
-    """Park the process after a given step so a test can kill it at a known point."""
-    if os.environ.get(TEST_SLEEP_AFTER_STEP) == str(step):
-        print(f"{TEST_SLEEP_AFTER_STEP}: sleeping after step {step}", flush=True)
-        time.sleep(3600)
 
 
 def build_optimizer(model: Any, spec: SFTJobSpec, learning_rate: float) -> torch.optim.Optimizer:

@@ -8,7 +8,9 @@ one of these variables (each a step number or seconds):
 - KUBESFT_TEST_STALL_AFTER_STEP=N: step N completes (reported, evaluated, checkpointed), then
   step N+1 blocks the main thread, as a collective whose peer died does;
 - KUBESFT_TEST_NAN_AFTER_STEP=N: step N completes, then a trainable weight becomes NaN as
-  step N+1 starts, so that step diverges for real (loss and gradients non-finite).
+  step N+1 starts, so that step diverges for real (loss and gradients non-finite);
+- KUBESFT_TEST_SLEEP_AFTER_STEP=N: step N completes (with its evaluation and checkpoint),
+  then the process sleeps for an hour, parked at a known point for a test to kill it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 SLOW = "KUBESFT_TEST_SLOW_STEPS"
 STALL = "KUBESFT_TEST_STALL_AFTER_STEP"
 NAN = "KUBESFT_TEST_NAN_AFTER_STEP"
+SLEEP = "KUBESFT_TEST_SLEEP_AFTER_STEP"
 
 
 def _install() -> None:
@@ -40,6 +43,9 @@ def _install() -> None:
             with __import__("torch").no_grad():
                 weight.fill_(float("nan"))
             print(f"{NAN}: a weight is NaN in step {after[0] + 1}", flush=True)
+        if os.environ.get(SLEEP) == str(after[0]):
+            print(f"{SLEEP}: sleeping after step {after[0]}", flush=True)
+            time.sleep(3600)
         if os.environ.get(STALL) == str(after[0]):
             print(f"{STALL}: step {after[0] + 1} never returns", flush=True)
             while True:
@@ -50,5 +56,5 @@ def _install() -> None:
     loop.train_step = faulty_train_step
 
 
-if any(os.environ.get(name) for name in (SLOW, STALL, NAN)):
+if any(os.environ.get(name) for name in (SLOW, STALL, NAN, SLEEP)):
     _install()
