@@ -12,7 +12,8 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,36 @@ def run_trainer(
         timeout=timeout,
         check=False,
     )
+
+
+def start_trainer(
+    config_path: Path, log: Path, *, nproc: int = 1, new_session: bool = False, **env: str
+) -> subprocess.Popen[bytes]:
+    """The trainer CLI in the background, stdout and stderr into `log`; `new_session` gives
+    it its own process group, so that one kill reaches every rank."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            trainer_command(config_path, nproc),
+            env=trainer_env(**env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+        )
+
+
+def wait_while_running(
+    process: subprocess.Popen[bytes],
+    log: Path,
+    what: str,
+    check: Callable[[], bool] | None = None,
+    timeout: float = 240.0,
+) -> None:
+    """Until `check()` holds (default: `what` is in the log); fails with the log's tail when
+    the trainer exits first or `timeout` seconds pass."""
+    done = check or (lambda: what in log.read_text(errors="replace"))
+    deadline = time.monotonic() + timeout
+    while not done():
+        tail = log.read_text(errors="replace")[-3000:]
+        assert process.poll() is None, f"trainer exited before {what}:\n{tail}"
+        assert time.monotonic() < deadline, f"no {what} in time:\n{tail}"
+        time.sleep(0.1)

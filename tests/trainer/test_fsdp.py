@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import torch
@@ -17,9 +16,9 @@ from kubesft_trainer import checkpoint
 from kubesft_trainer.sharding import SHARDED_DIR
 from tests.support.sft_run import (
     run_trainer,
-    trainer_command,
+    start_trainer,
     trainer_config,
-    trainer_env,
+    wait_while_running,
     write_config,
     write_prepared_dataset,
 )
@@ -95,25 +94,11 @@ def test_fsdp_two_ranks_equal_one_process(tiny_model_dir, tmp_path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def start(config: Path, log: Path, nproc: int, **env: str) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            trainer_command(config, nproc),
-            env=trainer_env(**GLOO, **env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the kill reaches every rank
-        )
-
-
 def kill_after_step(config: Path, log: Path, step: int, nproc: int) -> None:
-    process = start(config, log, nproc, **{TEST_SLEEP_AFTER_STEP: str(step)})
-    deadline = time.monotonic() + 400
+    env = {**GLOO, TEST_SLEEP_AFTER_STEP: str(step)}
+    process = start_trainer(config, log, nproc=nproc, new_session=True, **env)
     try:
-        while f"sleeping after step {step}" not in log.read_text(errors="replace"):
-            assert process.poll() is None, log.read_text()[-4000:]
-            assert time.monotonic() < deadline, log.read_text()[-4000:]
-            time.sleep(0.2)
+        wait_while_running(process, log, f"sleeping after step {step}", timeout=400)
     finally:
         # SIGKILL, no cleanup of any kind: the ranks first (torchrun starts each in its own
         # session, so they outlive a kill of the launcher's group), then the launcher.

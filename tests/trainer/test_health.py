@@ -6,7 +6,6 @@ import json
 import math
 import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -21,9 +20,9 @@ from kubesft_trainer import checkpoint
 from kubesft_trainer.health import HangWatchdog, NumericalInstability, check_finite
 from tests.support.sft_run import (
     run_trainer,
-    trainer_command,
+    start_trainer,
     trainer_config,
-    trainer_env,
+    wait_while_running,
     write_config,
     write_prepared_dataset,
 )
@@ -45,24 +44,6 @@ def train_steps(output_dir: Path) -> list[int]:
 def termination(output_dir: Path) -> dict[str, object]:
     path = output_dir.parent / f"{output_dir.name}.termination-log"
     return dict(json.loads(path.read_text()))
-
-
-def wait_until(what: str, check, process: subprocess.Popen[bytes], log: Path, timeout=240.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert process.poll() is None, f"trainer exited before {what}:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"no {what} in time:\n{log.read_text()[-3000:]}"
-        time.sleep(0.1)
-
-
-def start(config: Path, log: Path, nproc: int = 1, **env: str) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            trainer_command(config, nproc),
-            env=trainer_env(**env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def assert_same_adapter(expected_dir: Path, actual_dir: Path) -> None:
@@ -90,8 +71,8 @@ def test_sigterm_mid_run_checkpoints_that_step_and_the_resumed_run_equals_a_stra
     paths = configs(tmp_path, tiny_model_dir, "straight", "preempted")
     out = tmp_path / "preempted"
     log = tmp_path / "preempted.log"
-    process = start(paths["preempted"], log, **{SLOW: "0.5"})
-    wait_until("step 2", lambda: len(train_steps(out)) >= 2, process, log)
+    process = start_trainer(paths["preempted"], log, **{SLOW: "0.5"})
+    wait_while_running(process, log, "step 2", lambda: len(train_steps(out)) >= 2)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=120) == ExitCode.PREEMPTED, log.read_text()[-3000:]
 
@@ -156,8 +137,8 @@ def test_sigterm_to_one_of_two_ranks_yields_one_consistent_checkpoint(
     paths = configs(tmp_path, tiny_model_dir, "straight", "preempted")
     out = tmp_path / "preempted"
     log = tmp_path / "preempted.log"
-    launcher = start(paths["preempted"], log, nproc=2, **{SLOW: "0.5"})
-    wait_until("step 2", lambda: len(train_steps(out)) >= 2, launcher, log)
+    launcher = start_trainer(paths["preempted"], log, nproc=2, **{SLOW: "0.5"})
+    wait_while_running(launcher, log, "step 2", lambda: len(train_steps(out)) >= 2)
     workers = [p for p in psutil.Process(launcher.pid).children(recursive=True)]
     rank1 = next(p for p in workers if p.environ().get("RANK") == "1")
     os.kill(rank1.pid, signal.SIGTERM)  # one node drained; the other rank is not signalled

@@ -13,13 +13,14 @@ import pytest
 from kubesft.api.report import TrainerReason
 from tests.support.sft_run import (
     run_trainer,
+    start_trainer,
     trainer_config,
+    wait_while_running,
     write_config,
     write_prepared_dataset,
     write_text_dataset,
 )
 from tests.support.trainer_faults import SLEEP as TEST_SLEEP_AFTER_STEP
-from tests.trainer.test_resume import start, wait_for_line
 
 DIGITS = [*"0123456789", "?", "!", ":"]
 """The base model's "general text", which the chat data never shows: fine-tuning on chat
@@ -118,9 +119,9 @@ def test_a_mixture_reports_its_plan_per_dataset_eval_and_retention(
     resumed_out = tmp_path / "resumed"
     config = mixture_config(digits_base, folders, resumed_out, **SECTIONS)
     log = tmp_path / "killed.log"
-    killed = start(config, log, **{TEST_SLEEP_AFTER_STEP: "3"})
+    killed = start_trainer(config, log, **{TEST_SLEEP_AFTER_STEP: "3"})
     try:
-        wait_for_line(killed, log, "sleeping after step 3", timeout=240)
+        wait_while_running(killed, log, "sleeping after step 3")
     finally:
         killed.kill()
         killed.wait()

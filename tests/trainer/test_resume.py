@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from pathlib import Path
 
 import torch
@@ -21,9 +19,9 @@ from kubesft_trainer.loop import backward_step
 from kubesft_trainer.masking import TokenizedExample
 from tests.support.sft_run import (
     run_trainer,
-    trainer_command,
+    start_trainer,
     trainer_config,
-    trainer_env,
+    wait_while_running,
     write_config,
     write_prepared_dataset,
 )
@@ -39,21 +37,6 @@ def train_losses(output_dir: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["trainLoss"]) for r in records if r["type"] == "train"]
 
 
-def start(config: Path, log: Path, **env: str) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            trainer_command(config), env=trainer_env(**env), stdout=out, stderr=subprocess.STDOUT
-        )
-
-
-def wait_for_line(process: subprocess.Popen[bytes], log: Path, text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text(errors="replace"):
-        assert process.poll() is None, f"trainer exited early:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"no {text!r} in time:\n{log.read_text()[-3000:]}"
-        time.sleep(0.2)
-
-
 def test_killed_run_resumes_to_the_same_weights_and_loss(tiny_model_dir, tmp_path) -> None:
     data = write_prepared_dataset(tmp_path / "data")
     straight_out, resumed_out = tmp_path / "straight", tmp_path / "resumed"
@@ -64,11 +47,11 @@ def test_killed_run_resumes_to_the_same_weights_and_loss(tiny_model_dir, tmp_pat
         )
         for out in (straight_out, resumed_out)
     }
-    straight = start(configs[straight_out], tmp_path / "straight.log")
+    straight = start_trainer(configs[straight_out], tmp_path / "straight.log")
     killed_log = tmp_path / "killed.log"
-    killed = start(configs[resumed_out], killed_log, **{TEST_SLEEP_AFTER_STEP: "5"})
+    killed = start_trainer(configs[resumed_out], killed_log, **{TEST_SLEEP_AFTER_STEP: "5"})
     try:
-        wait_for_line(killed, killed_log, "sleeping after step 5", timeout=240)
+        wait_while_running(killed, killed_log, "sleeping after step 5")
     finally:
         killed.kill()  # SIGKILL: no cleanup of any kind runs
         killed.wait()
